@@ -1,0 +1,48 @@
+"""The composition root: ``create_app`` wires resources to a store passed in or built."""
+
+from __future__ import annotations
+
+import falcon
+
+from service import errors
+from service.auth import Authenticator
+from service.logs import setup_logging
+from service.pg import Database
+from service.redis_conn import connect
+from service.resources import (
+    CounterResource,
+    ErrorCounter,
+    HealthResource,
+    MetricsResource,
+    ReadyResource,
+)
+from service.settings import Settings
+from service.store import CounterStore
+
+COUNTER_PREFIXES = ("/v1/misc/counter", "/v1/technology/counter")
+
+
+def create_app(settings: Settings, *, store: CounterStore | None = None) -> falcon.App:
+    """Build the WSGI app. Opens no sockets: clients connect on first use, after fork."""
+    setup_logging(settings.log_level)
+    if store is None:
+        store = CounterStore(
+            lambda: connect(settings),
+            Database(settings.pg_dsn, max_size=settings.pg_pool_max),
+            settings.buckets,
+        )
+    auth = Authenticator(store.db, settings.auth_cache_ttl)
+    app = falcon.App(middleware=[ErrorCounter()])
+    # PERF: namespaces are validated by our own regex; skip Falcon's query parsing extras.
+    app.req_options.auto_parse_form_urlencoded = False
+    counters = CounterResource(store, auth, settings.max_body_bytes)
+    for prefix in COUNTER_PREFIXES:
+        # {namespace:path} also captures '/', so "a/b" or "a%2Fb" reach validation
+        # and get a 400 instead of falling through to a 404.
+        app.add_route(prefix + "/{namespace:path}", counters)
+        app.add_route(prefix + "/", counters)  # empty namespace: 400, not 404
+    app.add_route("/healthz", HealthResource())
+    app.add_route("/readyz", ReadyResource(store))
+    app.add_route("/metrics", MetricsResource())
+    errors.install(app)
+    return app

@@ -1,0 +1,71 @@
+"""``counterctl``: operator commands (migrate, API keys)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from service import apikeys
+from service.logs import setup_logging
+from service.migrate import LayoutMismatch, migrate
+from service.settings import Settings, SettingsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="counterctl", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply pending SQL migrations (idempotent)")
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="action", required=True
+    )
+    create = keys.add_parser("create", help="create a key; prints it once, as the last line")
+    create.add_argument("--tenant", required=True)
+    listing = keys.add_parser("list", help="list keys (never the keys themselves)")
+    listing.add_argument("--tenant")
+    revoke = keys.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("id", type=int)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"counterctl: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    try:
+        return _run(args, settings)
+    except (ValueError, LayoutMismatch) as exc:
+        print(f"counterctl: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    dsn = settings.pg_dsn
+    if args.command == "migrate":
+        applied = migrate(settings)
+        print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
+        return 0
+    if args.action == "create":
+        record, key = apikeys.create_key(dsn, args.tenant)
+        print(f"created key id={record.id} tenant={record.tenant} (shown once, store it now):")
+        print(key)
+        return 0
+    if args.action == "list":
+        print(f"{'id':>6}  {'tenant':<32}  {'prefix':<12}  {'created':<20}  status")
+        for r in apikeys.list_keys(dsn, args.tenant):
+            status = f"revoked {r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "active"
+            print(f"{r.id:>6}  {r.tenant:<32}  {r.prefix:<12}  {r.created_at:%Y-%m-%d %H:%M:%S}  {status}")
+        return 0
+    if apikeys.revoke_key(dsn, args.id):
+        print(f"revoked key id={args.id}; workers stop accepting it within "
+              f"{settings.auth_cache_ttl:g} s (COUNTER_AUTH_CACHE_TTL)")
+        return 0
+    print(f"counterctl: no active key with id {args.id}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""The one place that knows namespace rules, the bucket hash and Redis key names.
+
+A counter lives in bucket ``xxh64("<tenant>/<namespace>") mod n_buckets``. Every
+Redis key of a bucket carries the hash tag ``{<bucket>}`` so one Lua call can
+touch the counter and its bucket's dirty mark atomically on one cluster node.
+The bucket of a counter never moves; Redis Cluster moves slots, not buckets.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+import xxhash
+
+NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+TENANT_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+INVALID_NAMESPACE = (
+    "Invalid namespace: must be 1–64 chars, alphanumeric, hyphen or underscore only"
+)
+MAX_BUCKETS = 32767  # bucket is a smallint in PostgreSQL
+
+
+def is_valid_namespace(namespace: str) -> bool:
+    """Full-string match: a valid prefix followed by anything else is invalid."""
+    return NAME_RE.fullmatch(namespace) is not None
+
+
+def is_valid_tenant(tenant: str) -> bool:
+    return TENANT_RE.fullmatch(tenant) is not None
+
+
+def member(tenant: str, namespace: str) -> str:
+    """Field name of a counter inside its bucket ('/' appears in neither part)."""
+    return f"{tenant}/{namespace}"
+
+
+def split_member(field: str) -> tuple[str, str]:
+    tenant, _, namespace = field.partition("/")
+    return tenant, namespace
+
+
+def bucket_of(tenant: str, namespace: str, n_buckets: int) -> int:
+    """Stable bucket: xxh64 (seed 0) of the UTF-8 member name, modulo the bucket count."""
+    return xxhash.xxh64_intdigest(member(tenant, namespace).encode()) % n_buckets
+
+
+class BucketKeys(NamedTuple):
+    """Redis keys of one bucket, all in the same cluster slot."""
+
+    values: str  # hash: member -> value
+    epochs: str  # hash: member -> epoch, only for counters whose epoch > 0
+    dirty: str  # sorted set: member -> first-dirty time in ms
+
+
+def bucket_keys(bucket: int) -> BucketKeys:
+    tag = f"{{{bucket}}}"
+    return BucketKeys(f"c:{tag}:v", f"c:{tag}:e", f"c:{tag}:d")

@@ -1,0 +1,72 @@
+"""Applies ``migrations/*.sql`` in order, once each, and guards the bucket count.
+
+The bucket count decides where every counter lives; a process configured with
+another count than the database was created with would mis-route counters, so
+``check_layout`` refuses to start it.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+
+import psycopg
+
+from service.settings import Settings
+
+log = logging.getLogger("counter.migrate")
+LOCK_ID = 0x636F756E  # advisory lock: one migrator at a time
+
+
+class LayoutMismatch(RuntimeError):
+    """The configured bucket count differs from the one recorded in PostgreSQL."""
+
+
+def migration_files() -> list[tuple[str, str]]:
+    folder = resources.files("service").joinpath("migrations")
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
+    return [(name, folder.joinpath(name).read_text("utf-8")) for name in names]
+
+
+def migrate(settings: Settings) -> list[str]:
+    """Apply pending migrations; returns the names applied now."""
+    applied_now: list[str] = []
+    with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_ID,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
+        for name, sql in migration_files():
+            if name in done:
+                continue
+            with conn.transaction():
+                conn.execute(
+                    "SELECT set_config('counter.buckets', %s, true),"
+                    " set_config('counter.partitions', %s, true)",
+                    (str(settings.buckets), str(settings.partitions)),
+                )
+                conn.execute(sql.encode())
+                conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (name,))
+            applied_now.append(name)
+            log.info("migration applied", extra={"migration": name})
+        conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_ID,))
+    check_layout(settings)
+    return applied_now
+
+
+def check_layout(settings: Settings) -> None:
+    """Raise LayoutMismatch unless PostgreSQL records the configured bucket count."""
+    with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'buckets'").fetchone()
+        except psycopg.errors.UndefinedTable:
+            row = None
+    if row is None:
+        raise LayoutMismatch("database is not migrated: run `counterctl migrate`")
+    if int(row[0]) != settings.buckets:
+        raise LayoutMismatch(
+            f"COUNTER_BUCKETS={settings.buckets} but the database was created with "
+            f"{row[0]} buckets; counters would be mis-routed, refusing to start"
+        )

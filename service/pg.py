@@ -1,0 +1,91 @@
+"""The PostgreSQL adapter: a lazily opened pool and every query the API needs.
+
+Reads only: hydration of a counter missing from Redis, and API key lookups
+(cached by ``service.auth``). Writes of counters belong to the flusher.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from service.errors import Unavailable
+
+log = logging.getLogger("counter.pg")
+
+
+class KeyRecord(NamedTuple):
+    id: int
+    tenant: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class Database:
+    """Owns the pool; opened on first use so no socket exists before gunicorn forks."""
+
+    def __init__(self, dsn: str, max_size: int = 4, timeout: float = 5.0) -> None:
+        self.dsn = dsn
+        self._max_size = max_size
+        self._timeout = timeout
+        self._pool: ConnectionPool[Any] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def pool(self) -> ConnectionPool[Any]:
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    pool: ConnectionPool[Any] = ConnectionPool(
+                        self.dsn,
+                        min_size=1,
+                        max_size=self._max_size,
+                        timeout=self._timeout,
+                        open=False,
+                        kwargs={"autocommit": True},
+                    )
+                    pool.open(wait=False)
+                    self._pool = pool
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def _fetchone(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        try:
+            with self.pool.connection() as conn:
+                row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
+                return row
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            log.warning("postgres unavailable", extra={"error": type(exc).__name__})
+            raise Unavailable("Database unavailable, retry later") from None
+
+    def read_counter(self, bucket: int, tenant: str, namespace: str) -> tuple[int, int]:
+        """``(epoch, value)`` of the stored row, ``(0, 0)`` when there is none."""
+        row = self._fetchone(
+            "SELECT epoch, value FROM counters WHERE bucket = %s AND tenant = %s"
+            " AND namespace = %s",
+            (bucket, tenant, namespace),
+        )
+        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+    def tenant_for_key_hash(self, key_hash: bytes) -> str | None:
+        row = self._fetchone(
+            "SELECT tenant FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
+            (key_hash,),
+        )
+        return None if row is None else str(row[0])
+
+    def ping(self) -> bool:
+        try:
+            return self._fetchone("SELECT 1", ()) is not None
+        except Unavailable:
+            return False

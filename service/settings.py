@@ -1,0 +1,172 @@
+"""All configuration, read once from ``COUNTER_*`` environment variables.
+
+A bad value stops the process with one line naming the variable, so a typo in a
+deployment fails at start instead of misbehaving under load.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from service.keys import MAX_BUCKETS
+
+T = TypeVar("T")
+WORKER_CLASSES = {
+    "meinheld": "meinheld.gmeinheld.MeinheldWorker",
+    "gthread": "gthread",
+    "sync": "sync",
+}
+
+
+class SettingsError(ValueError):
+    """A configuration variable is missing or invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    pg_dsn: str
+    redis_nodes: tuple[tuple[str, int], ...] = ()  # cluster mode when non-empty
+    redis_url: str | None = None  # single-node mode
+    buckets: int = 4096
+    partitions: int = 16
+    bind: str = "127.0.0.1:8080"
+    workers: int = 4
+    worker_class: str = "meinheld"
+    threads: int = 4
+    auth_cache_ttl: float = 10.0
+    redis_timeout: float = 2.0
+    pg_pool_max: int = 4
+    max_body_bytes: int = 4096
+    flush_interval: float = 1.0
+    flush_batch: int = 5000
+    log_level: str = "INFO"
+
+    @property
+    def cluster(self) -> bool:
+        return bool(self.redis_nodes)
+
+    @property
+    def gunicorn_worker_class(self) -> str:
+        return WORKER_CLASSES[self.worker_class]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        get = _Reader(env)
+        nodes = get("COUNTER_REDIS_NODES", _parse_nodes, ())
+        url = get("COUNTER_REDIS_URL", _parse_redis_url, None)
+        if nodes and url:
+            raise SettingsError(
+                "COUNTER_REDIS_NODES and COUNTER_REDIS_URL are both set: use one "
+                "(NODES for a Redis Cluster, URL for a single Redis node)"
+            )
+        if not nodes and not url:
+            raise SettingsError(
+                "COUNTER_REDIS_NODES (host:port,... of a Redis Cluster) or "
+                "COUNTER_REDIS_URL (redis://host:port/db of one node) is required"
+            )
+        return cls(
+            pg_dsn=get.required("COUNTER_PG_DSN", _parse_dsn),
+            redis_nodes=nodes,
+            redis_url=url,
+            buckets=get("COUNTER_BUCKETS", _int_in(1, MAX_BUCKETS), 4096),
+            partitions=get("COUNTER_PARTITIONS", _int_in(1, 1024), 16),
+            bind=get("COUNTER_BIND", _parse_bind, "127.0.0.1:8080"),
+            workers=get("COUNTER_WORKERS", _int_in(1, 256), 4),
+            worker_class=get("COUNTER_WORKER_CLASS", _choice(WORKER_CLASSES), "meinheld"),
+            threads=get("COUNTER_THREADS", _int_in(1, 256), 4),
+            auth_cache_ttl=get("COUNTER_AUTH_CACHE_TTL", _float_in(0, 3600), 10.0),
+            redis_timeout=get("COUNTER_REDIS_TIMEOUT", _float_in(0.01, 60), 2.0),
+            pg_pool_max=get("COUNTER_PG_POOL_MAX", _int_in(1, 100), 4),
+            max_body_bytes=get("COUNTER_MAX_BODY_BYTES", _int_in(0, 1 << 20), 4096),
+            flush_interval=get("COUNTER_FLUSH_INTERVAL", _float_in(0.01, 3600), 1.0),
+            flush_batch=get("COUNTER_FLUSH_BATCH", _int_in(1, 1_000_000), 5000),
+            log_level=get("COUNTER_LOG_LEVEL", _choice(_LOG_LEVELS), "INFO"),
+        )
+
+
+_LOG_LEVELS = {"DEBUG": 0, "INFO": 0, "WARNING": 0, "ERROR": 0}
+
+
+class _Reader:
+    """Reads one variable, converts it and wraps any error with the variable's name."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def __call__(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = self.env.get(name, "").strip()
+        return default if raw == "" else self._parse(name, raw, parse)
+
+    def required(self, name: str, parse: Callable[[str], T]) -> T:
+        raw = self.env.get(name, "").strip()
+        if raw == "":
+            raise SettingsError(f"{name} is required but not set")
+        return self._parse(name, raw, parse)
+
+    @staticmethod
+    def _parse(name: str, raw: str, parse: Callable[[str], T]) -> T:
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{name}={raw!r} is invalid: {exc}") from None
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _float_in(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _choice(options: Mapping[str, object]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise ValueError(f"must be one of {', '.join(sorted(options))}")
+        return raw
+
+    return parse
+
+
+def _parse_host_port(raw: str) -> tuple[str, int]:
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{raw!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+def _parse_nodes(raw: str) -> tuple[tuple[str, int], ...]:
+    return tuple(_parse_host_port(part.strip()) for part in raw.split(",") if part.strip())
+
+
+def _parse_bind(raw: str) -> str:
+    _parse_host_port(raw)
+    return raw
+
+
+def _parse_redis_url(raw: str) -> str:
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return raw
+
+
+def _parse_dsn(raw: str) -> str:
+    if not raw.startswith(("postgresql://", "postgres://")) and "=" not in raw:
+        raise ValueError("must be a postgresql:// URL or a key=value connection string")
+    return raw

@@ -1,0 +1,78 @@
+"""Where the test suite gets its real Redis and PostgreSQL servers.
+
+In order of preference: servers named by environment variables
+(``COUNTER_TEST_REDIS_NODES``, ``COUNTER_TEST_REDIS_URL``, ``COUNTER_TEST_PG_DSN``),
+throwaway local processes started from installed binaries (``devstack``), or
+containers through testcontainers when a Docker engine answers. Never a mock.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from devstack import PostgresServer, RedisCluster, RedisSingle, pg_bindir
+
+
+def docker_available() -> tuple[bool, str]:
+    """(True, "") when a Docker engine answers a ping, else (False, why not)."""
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+    except Exception as exc:  # any failure means: no usable engine here
+        return False, f"no Docker engine reachable ({type(exc).__name__})"
+    return True, ""
+
+
+@contextmanager
+def redis_cluster(base: Path) -> Iterator[tuple[str, RedisCluster | None]]:
+    """Yields ``host:port,...`` of a 3-master cluster, and the server object we own."""
+    if os.environ.get("COUNTER_TEST_REDIS_NODES"):
+        yield os.environ["COUNTER_TEST_REDIS_NODES"], None
+        return
+    if shutil.which("redis-server") is None:
+        raise RuntimeError("redis-server is not installed: apt-get install redis-server")
+    cluster = RedisCluster(base, masters=3)
+    try:
+        yield cluster.start(), cluster
+    finally:
+        cluster.stop()
+
+
+@contextmanager
+def redis_single(base: Path) -> Iterator[str]:
+    if os.environ.get("COUNTER_TEST_REDIS_URL"):
+        yield os.environ["COUNTER_TEST_REDIS_URL"]
+        return
+    server = RedisSingle(base)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@contextmanager
+def postgres(base: Path) -> Iterator[tuple[str, PostgresServer | None]]:
+    """Yields a DSN, and the server object when we started a local one."""
+    if os.environ.get("COUNTER_TEST_PG_DSN"):
+        yield os.environ["COUNTER_TEST_PG_DSN"], None
+        return
+    if pg_bindir() is None:
+        ok, why = docker_available()
+        if not ok:
+            raise RuntimeError(f"no PostgreSQL binaries and {why}")
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16", driver=None) as container:
+            yield container.get_connection_url(), None
+        return
+    server = PostgresServer()
+    try:
+        yield server.start(), server
+    finally:
+        server.stop()
+        server.cleanup()

@@ -1,0 +1,48 @@
+"""Small helpers shared by integration tests (real servers only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from service import keys
+from service.store import CounterStore
+
+
+def redis_fields_of_tenant(store: CounterStore, tenant: str) -> list[str]:
+    """Every Redis hash field or zset member that belongs to ``tenant``, on all nodes."""
+    found: list[str] = []
+    r = store.redis
+    for key in r.scan_iter(match="c:*", count=1000):
+        key = key.decode() if isinstance(key, bytes) else key
+        members = r.hkeys(key) if not key.endswith(":d") else r.zrange(key, 0, -1)
+        found += [m.decode() for m in members if m.decode().startswith(tenant + "/")]
+    return found
+
+
+def write_pg_row(dsn: str, n_buckets: int, tenant: str, namespace: str, value: int) -> None:
+    """Store a counter row as the flusher would have (the flusher is a later issue)."""
+    bucket = keys.bucket_of(tenant, namespace, n_buckets)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO counters (bucket, tenant, namespace, epoch, value) VALUES (%s,%s,%s,0,%s)"
+            " ON CONFLICT (bucket, tenant, namespace) DO UPDATE SET value = EXCLUDED.value",
+            (bucket, tenant, namespace, value),
+        )
+
+
+def forget_in_redis(store: CounterStore, tenant: str, namespace: str) -> None:
+    """Delete a counter's Redis state, as a node restarting empty would."""
+    bkeys = keys.bucket_keys(keys.bucket_of(tenant, namespace, store.n_buckets))
+    field = keys.member(tenant, namespace)
+    store.redis.hdel(bkeys.values, field)
+    store.redis.zrem(bkeys.dirty, field)
+
+
+def node_of(store: CounterStore, key: str) -> Any:
+    """The redis-py client of the node that holds ``key`` (the store's own for one node)."""
+    r = store.redis
+    if hasattr(r, "get_node_from_key"):
+        return r.get_redis_connection(r.get_node_from_key(key))
+    return r

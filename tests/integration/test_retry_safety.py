@@ -1,0 +1,49 @@
+"""A write whose outcome is unknown answers 503 and is never re-sent (no double count)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import redis
+
+from service import keys
+from service.errors import Unavailable
+from service.settings import Settings
+from tests.conftest import make_store
+from tests.helpers import node_of
+
+BUSY_LUA = """
+local t = redis.call('TIME')
+local start = t[1] * 1000000 + t[2]
+repeat
+  t = redis.call('TIME')
+until t[1] * 1000000 + t[2] - start > 800000
+return 1
+"""
+
+
+def test_a_timed_out_increment_is_applied_at_most_once(
+    settings: Settings, new_tenant: Any
+) -> None:
+    tenant, _ = new_tenant()
+    store = make_store(replace(settings, redis_timeout=0.2))
+    assert store.increment(tenant, "slow") == 1
+    node = node_of(store, keys.bucket_keys(keys.bucket_of(tenant, "slow", store.n_buckets)).values)
+    # Keep the node busy in a script: our increment waits in its socket buffer, the
+    # client times out, and the node runs the buffered increment when it is free.
+    kw = node.connection_pool.connection_kwargs
+    blocker = redis.Redis(host=kw["host"], port=kw["port"], socket_timeout=10)
+    busy = threading.Thread(target=blocker.eval, args=(BUSY_LUA, 0))
+    busy.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    with pytest.raises(Unavailable):
+        store.increment(tenant, "slow")
+    assert time.monotonic() - started < 0.7  # gave up, did not wait out the busy node
+    busy.join()
+    time.sleep(0.2)
+    assert store.get(tenant, "slow") == 2  # exactly once: a resend would have made it 3 or more

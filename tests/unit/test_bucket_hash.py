@@ -1,0 +1,29 @@
+"""The bucket hash is part of the storage format: it must never change."""
+
+import xxhash
+
+from service.keys import bucket_keys, bucket_of, member, split_member
+
+
+def test_xxh64_matches_the_published_empty_string_vector() -> None:
+    # XXH64("", seed=0) == 0xEF46DB3751D8E999 (xxHash reference test vector)
+    assert xxhash.xxh64_intdigest(b"") == 0xEF46DB3751D8E999
+
+
+def test_bucket_of_is_xxh64_of_tenant_slash_namespace_mod_n() -> None:
+    # Fixed vectors: a change here would mis-route every stored counter.
+    assert bucket_of("acme", "page-views", 4096) == 2961
+    assert bucket_of("t", "a", 4096) == 1090
+    assert bucket_of("dev", "x", 4096) == 2381
+    assert bucket_of("acme", "page-views", 16) == 5323476536923081617 % 16
+
+
+def test_tenants_with_the_same_namespace_are_different_members() -> None:
+    assert member("a", "ns") != member("b", "ns")
+    assert split_member(member("acme", "page-views")) == ("acme", "page-views")
+
+
+def test_every_key_of_a_bucket_shares_one_hash_tag() -> None:
+    keys = bucket_keys(2961)
+    assert all("{2961}" in k for k in keys)
+    assert len(set(keys)) == 3

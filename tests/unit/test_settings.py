@@ -1,0 +1,51 @@
+"""Settings.from_env: defaults, and one clear error naming the bad variable."""
+
+import pytest
+
+from service.settings import Settings, SettingsError
+
+BASE = {"COUNTER_PG_DSN": "postgresql://u@h/db", "COUNTER_REDIS_URL": "redis://h:6379/0"}
+
+
+def test_defaults_follow_the_design() -> None:
+    s = Settings.from_env(BASE)
+    assert (s.buckets, s.partitions, s.flush_interval) == (4096, 16, 1.0)
+    assert s.worker_class == "meinheld" and not s.cluster
+
+
+def test_cluster_nodes_are_parsed() -> None:
+    env = {"COUNTER_PG_DSN": "postgresql://u@h/db", "COUNTER_REDIS_NODES": "a:1, b:2,[::1]:3"}
+    s = Settings.from_env(env)
+    assert s.cluster and s.redis_nodes == (("a", 1), ("b", 2), ("::1", 3))
+
+
+@pytest.mark.parametrize(
+    ("extra", "name"),
+    [
+        ({"COUNTER_BUCKETS": "0"}, "COUNTER_BUCKETS"),
+        ({"COUNTER_BUCKETS": "40000"}, "COUNTER_BUCKETS"),
+        ({"COUNTER_BUCKETS": "many"}, "COUNTER_BUCKETS"),
+        ({"COUNTER_WORKERS": "-1"}, "COUNTER_WORKERS"),
+        ({"COUNTER_WORKER_CLASS": "tornado"}, "COUNTER_WORKER_CLASS"),
+        ({"COUNTER_FLUSH_INTERVAL": "soon"}, "COUNTER_FLUSH_INTERVAL"),
+        ({"COUNTER_BIND": "8080"}, "COUNTER_BIND"),
+        ({"COUNTER_REDIS_URL": "http://x"}, "COUNTER_REDIS_URL"),
+        ({"COUNTER_PG_DSN": "nonsense"}, "COUNTER_PG_DSN"),
+        ({"COUNTER_LOG_LEVEL": "loud"}, "COUNTER_LOG_LEVEL"),
+    ],
+)
+def test_a_bad_value_names_its_variable(extra: dict[str, str], name: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({**BASE, **extra})
+
+
+def test_missing_dsn_is_reported() -> None:
+    with pytest.raises(SettingsError, match="COUNTER_PG_DSN is required"):
+        Settings.from_env({"COUNTER_REDIS_URL": "redis://h:1/0"})
+
+
+def test_redis_must_be_configured_exactly_once() -> None:
+    with pytest.raises(SettingsError, match="COUNTER_REDIS_NODES"):
+        Settings.from_env({"COUNTER_PG_DSN": "postgresql://u@h/db"})
+    with pytest.raises(SettingsError, match="both set"):
+        Settings.from_env({**BASE, "COUNTER_REDIS_NODES": "a:1"})
