@@ -1,0 +1,50 @@
+# Counter service: `make run` runs it, `make test` tests it.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help deps install run up down status test test-unit lint loadtest bench bench-quick flush-bench clean
+
+help:
+	@echo "make run | up | down | status | test | test-unit | lint | loadtest | bench | bench-quick | flush-bench | clean"
+
+# System packages (redis-server, postgresql, wrk, ...): installed with apt when root, else listed.
+deps:
+	@bash deploy/ensure-system-packages.sh
+
+# meinheld goes in with --no-deps: its pin on greenlet<0.5 does not build on Python 3.11+,
+# and it runs on the current greenlet that pyproject.toml requires.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps 'meinheld==1.0.2'
+	@touch $@
+
+install: deps $(STAMP)
+
+run: install           ## foreground: Redis Cluster + PostgreSQL + service (+ flusher); Ctrl-C stops all
+	$(PY) -m devstack run
+
+up: install            ## the same in the background; writes .run/env
+	$(PY) -m devstack up
+
+down:                  ## stops every process `make up` started, by pid
+	@test -x $(PY) && $(PY) -m devstack down || true
+
+status:
+	$(PY) -m devstack status
+
+test: install          ## the whole suite against throwaway real servers it starts itself
+	$(PY) -m pytest tests
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check service tests devstack loadtest benchmarks
+	$(VENV)/bin/mypy
+
+clean: down
+	rm -rf .run $(VENV) *.egg-info

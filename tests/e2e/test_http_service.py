@@ -1,0 +1,128 @@
+"""End to end through gunicorn + meinheld: raw HTTP, real Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from service.keys import INVALID_NAMESPACE
+from service.settings import Settings
+from tests.e2e.server import BIN, Gunicorn, settings_env
+
+
+def request(url: str, method: str, path: str, key: str | None = None) -> tuple[int, Any, Any]:
+    """One raw request: the path is sent exactly as given (no client-side normalising)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    headers = {"requiems-api-key": key} if key else {}
+    conn.request(method, path, headers=headers)
+    resp = conn.getresponse()
+    body = json.loads(resp.read() or b"null")
+    conn.close()
+    return resp.status, body, resp.headers
+
+
+def test_post_then_get_over_http(service_url: str, new_tenant: Any) -> None:
+    _, key = new_tenant()
+    assert request(service_url, "POST", "/v1/misc/counter/page-views", key)[1]["data"] == {
+        "namespace": "page-views",
+        "value": 1,
+    }
+    status, body, headers = request(service_url, "GET", "/v1/technology/counter/page-views", key)
+    assert status == 200 and body["data"]["value"] == 1
+    assert headers["content-type"].startswith("application/json")
+
+
+@pytest.mark.parametrize(
+    "path", ["a%2Fb", "a%2fb", "a%00b", "a%20b", "%2E%2E", "a.b", "caf%C3%A9", "n" * 65]
+)
+def test_percent_encoded_invalid_namespaces_are_400(
+    service_url: str, new_tenant: Any, path: str
+) -> None:
+    _, key = new_tenant()
+    for method in ("POST", "GET"):
+        status, body, _ = request(service_url, method, "/v1/misc/counter/" + path, key)
+        assert status == 400 and body["error"] == "bad_request"
+        assert body["message"] == INVALID_NAMESPACE
+
+
+def test_errors_over_http(service_url: str, new_tenant: Any) -> None:
+    _, key = new_tenant()
+    assert request(service_url, "POST", "/v1/misc/counter/x")[1]["error"] == "unauthorized"
+    assert request(service_url, "GET", "/nowhere", key)[1]["error"] == "not_found"
+    status, body, headers = request(service_url, "PUT", "/v1/misc/counter/x", key)
+    assert status == 405 and body["error"] == "method_not_allowed" and "POST" in headers["allow"]
+
+
+def test_16_threads_x_100_over_http_are_exact(service_url: str, new_tenant: Any) -> None:
+    _, key = new_tenant()
+    path = "/v1/misc/counter/hot"
+    start = request(service_url, "GET", path, key)[1]["data"]["value"]
+    parts = urlsplit(service_url)
+
+    def worker(_: int) -> list[int]:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        values = []
+        for _ in range(100):
+            conn.request("POST", path, headers={"requiems-api-key": key})
+            values.append(json.loads(conn.getresponse().read())["data"]["value"])
+        conn.close()
+        return values
+
+    with ThreadPoolExecutor(16) as pool:
+        values = [v for chunk in pool.map(worker, range(16)) for v in chunk]
+    assert sorted(values) == list(range(start + 1, start + 1601))
+    assert request(service_url, "GET", path, key)[1]["data"]["value"] == start + 1600
+
+
+def test_sigterm_shuts_down_gracefully(settings: Settings, tmp_path: Path) -> None:
+    server = Gunicorn(settings_env(settings), tmp_path / "g.log")
+    server.wait_ready()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(30) == 0
+
+
+def test_a_bad_setting_stops_the_service_with_one_clear_line(settings: Settings) -> None:
+    env = settings_env(settings, COUNTER_BUCKETS="lots", COUNTER_BIND="127.0.0.1:1")
+    proc = subprocess.run(
+        [str(BIN / "gunicorn"), "-c", "python:service.gunicorn_conf", "service.wsgi:app"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "COUNTER_BUCKETS='lots' is invalid" in proc.stderr
+
+
+def test_a_mismatched_bucket_count_refuses_to_start(settings: Settings, tmp_path: Path) -> None:
+    server = Gunicorn(settings_env(settings, COUNTER_BUCKETS="1024"), tmp_path / "g.log")
+    assert server.proc.wait(60) != 0
+    assert "refusing to start" in server.log.read_text()
+
+
+def test_counterctl_creates_lists_and_revokes_keys(settings: Settings) -> None:
+    env = settings_env(settings)
+    tenant = f"cli{int(time.time() * 1000)}"
+
+    def ctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "counterctl"), *args], env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    created = ctl("keys", "create", "--tenant", tenant)
+    key = created.stdout.strip().splitlines()[-1]
+    assert created.returncode == 0 and key.startswith("ck_") and len(key) > 40
+    listing = ctl("keys", "list", "--tenant", tenant)
+    assert tenant in listing.stdout and key not in listing.stdout  # never the key itself
+    key_id = listing.stdout.strip().splitlines()[-1].split()[0]
+    assert ctl("keys", "revoke", key_id).returncode == 0
+    assert "revoked" in ctl("keys", "list", "--tenant", tenant).stdout
+    assert ctl("keys", "revoke", key_id).returncode == 1
+    assert ctl("keys", "create", "--tenant", "bad/tenant").returncode == 2
+    assert ctl("migrate").stdout.startswith("migrations applied: none")
