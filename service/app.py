@@ -22,7 +22,9 @@ from service.store import CounterStore
 COUNTER_PREFIXES = ("/v1/misc/counter", "/v1/technology/counter")
 
 
-def create_app(settings: Settings, *, store: CounterStore | None = None) -> falcon.App:
+def create_app(
+    settings: Settings, *, store: CounterStore | None = None
+) -> falcon.App[falcon.Request, falcon.Response]:
     """Build the WSGI app. Opens no sockets: clients connect on first use, after fork."""
     setup_logging(settings.log_level)
     if store is None:

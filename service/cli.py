@@ -57,11 +57,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{'id':>6}  {'tenant':<32}  {'prefix':<12}  {'created':<20}  status")
         for r in apikeys.list_keys(dsn, args.tenant):
             status = f"revoked {r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "active"
-            print(f"{r.id:>6}  {r.tenant:<32}  {r.prefix:<12}  {r.created_at:%Y-%m-%d %H:%M:%S}  {status}")
+            created = f"{r.created_at:%Y-%m-%d %H:%M:%S}"
+            print(f"{r.id:>6}  {r.tenant:<32}  {r.prefix:<12}  {created:<20}  {status}")
         return 0
     if apikeys.revoke_key(dsn, args.id):
-        print(f"revoked key id={args.id}; workers stop accepting it within "
-              f"{settings.auth_cache_ttl:g} s (COUNTER_AUTH_CACHE_TTL)")
+        print(
+            f"revoked key id={args.id}; workers stop accepting it within "
+            f"{settings.auth_cache_ttl:g} s (COUNTER_AUTH_CACHE_TTL)"
+        )
         return 0
     print(f"counterctl: no active key with id {args.id}", file=sys.stderr)
     return 1

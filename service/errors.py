@@ -103,7 +103,7 @@ def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception,
     _render(resp, 500, _MESSAGES[500], {})
 
 
-def install(app: falcon.App) -> None:
+def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     """Register handlers; Falcon picks the most specific class, so order is irrelevant."""
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)

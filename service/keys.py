@@ -15,9 +15,7 @@ import xxhash
 
 NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 TENANT_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
-INVALID_NAMESPACE = (
-    "Invalid namespace: must be 1–64 chars, alphanumeric, hyphen or underscore only"
-)
+INVALID_NAMESPACE = "Invalid namespace: must be 1–64 chars, alphanumeric, hyphen or underscore only"
 MAX_BUCKETS = 32767  # bucket is a smallint in PostgreSQL
 
 

@@ -29,7 +29,10 @@ def connect(settings: Settings) -> Any:
     }
     if settings.cluster:
         return RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in settings.redis_nodes],
+            startup_nodes=[
+                ClusterNode(host, port)  # type: ignore[no-untyped-call]
+                for host, port in settings.redis_nodes
+            ],
             require_full_coverage=True,
             **common,
         )

@@ -51,7 +51,10 @@ class CounterResource:
 def _ok(resp: falcon.Response, namespace: str, value: int) -> None:
     resp.content_type = falcon.MEDIA_JSON
     resp.data = orjson.dumps(
-        {"data": {"namespace": namespace, "value": value}, "metadata": {"timestamp": utc_timestamp()}}
+        {
+            "data": {"namespace": namespace, "value": value},
+            "metadata": {"timestamp": utc_timestamp()},
+        }
     )
 
 
@@ -91,4 +94,3 @@ class ErrorCounter:
     ) -> None:
         if resp.status_code >= 400:
             ERRORS.labels(str(resp.status_code)).inc()
-

@@ -56,7 +56,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         get = _Reader(env)
-        nodes = get("COUNTER_REDIS_NODES", _parse_nodes, ())
+        nodes: tuple[tuple[str, int], ...] = get("COUNTER_REDIS_NODES", _parse_nodes, ())
         url = get("COUNTER_REDIS_URL", _parse_redis_url, None)
         if nodes and url:
             raise SettingsError(

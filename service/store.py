@@ -28,9 +28,7 @@ NEEDS_HYDRATION = -1
 class CounterStore:
     """Counting semantics; knows nothing of HTTP."""
 
-    def __init__(
-        self, redis_factory: Callable[[], Any], db: Database, n_buckets: int
-    ) -> None:
+    def __init__(self, redis_factory: Callable[[], Any], db: Database, n_buckets: int) -> None:
         self._redis_factory = redis_factory
         self._redis: Any = None
         self._incr: Any = None

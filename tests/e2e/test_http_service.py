@@ -95,7 +95,10 @@ def test_a_bad_setting_stops_the_service_with_one_clear_line(settings: Settings)
     env = settings_env(settings, COUNTER_BUCKETS="lots", COUNTER_BIND="127.0.0.1:1")
     proc = subprocess.run(
         [str(BIN / "gunicorn"), "-c", "python:service.gunicorn_conf", "service.wsgi:app"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode != 0
     assert "COUNTER_BUCKETS='lots' is invalid" in proc.stderr
@@ -112,8 +115,9 @@ def test_counterctl_creates_lists_and_revokes_keys(settings: Settings) -> None:
     tenant = f"cli{int(time.time() * 1000)}"
 
     def ctl(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(BIN / "counterctl"), *args], env=env, capture_output=True,
-                              text=True, timeout=60)
+        return subprocess.run(
+            [str(BIN / "counterctl"), *args], env=env, capture_output=True, text=True, timeout=60
+        )
 
     created = ctl("keys", "create", "--tenant", tenant)
     key = created.stdout.strip().splitlines()[-1]

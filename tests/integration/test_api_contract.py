@@ -112,7 +112,9 @@ def test_revocation_takes_effect_after_the_cache_ttl(
     settings: Any, store: CounterStore, pg_dsn: str, new_tenant: Any
 ) -> None:
     tenant, key = new_tenant()
-    client = falcon.testing.TestClient(create_app(replace(settings, auth_cache_ttl=60), store=store))
+    client = falcon.testing.TestClient(
+        create_app(replace(settings, auth_cache_ttl=60), store=store)
+    )
     assert client.simulate_post(MISC + "x", headers=hdr(key)).status_code == 200
     revoke_key(pg_dsn, list_keys(pg_dsn, tenant)[0].id)
     # Still cached: documented delay of up to COUNTER_AUTH_CACHE_TTL seconds.

@@ -23,7 +23,8 @@ def test_counters_spread_over_all_three_masters(
         node = redis.Redis(host=host, port=port)
         assert node.info("replication")["role"] == "master"
         mine = [
-            k for k in node.scan_iter(match="c:*:v", count=1000)
+            k
+            for k in node.scan_iter(match="c:*:v", count=1000)
             if any(f.decode().startswith(tenant + "/") for f in node.hkeys(k))
         ]
         if mine:

@@ -32,9 +32,7 @@ def test_16_threads_x_100_increments_return_each_value_exactly_once(
     assert final == start + THREADS * PER_THREAD
 
 
-def test_concurrent_first_increments_hydrate_once(
-    store: CounterStore, new_tenant: Any
-) -> None:
+def test_concurrent_first_increments_hydrate_once(store: CounterStore, new_tenant: Any) -> None:
     """Many threads racing on a brand-new counter: the seed is applied once, no value lost."""
     tenant, _ = new_tenant()
     with ThreadPoolExecutor(THREADS) as pool:

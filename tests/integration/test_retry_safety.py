@@ -26,9 +26,7 @@ return 1
 """
 
 
-def test_a_timed_out_increment_is_applied_at_most_once(
-    settings: Settings, new_tenant: Any
-) -> None:
+def test_a_timed_out_increment_is_applied_at_most_once(settings: Settings, new_tenant: Any) -> None:
     tenant, _ = new_tenant()
     store = make_store(replace(settings, redis_timeout=0.2))
     assert store.increment(tenant, "slow") == 1

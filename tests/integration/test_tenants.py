@@ -12,12 +12,16 @@ def test_tenants_are_isolated_both_ways(client: Any, new_tenant: Any) -> None:
     for _ in range(3):
         client.simulate_post(path, headers={"requiems-api-key": key_a})
     assert client.simulate_get(path, headers={"requiems-api-key": key_b}).json["data"]["value"] == 0
-    assert client.simulate_post(path, headers={"requiems-api-key": key_b}).json["data"]["value"] == 1
+    assert (
+        client.simulate_post(path, headers={"requiems-api-key": key_b}).json["data"]["value"] == 1
+    )
     assert client.simulate_get(path, headers={"requiems-api-key": key_a}).json["data"]["value"] == 3
     assert client.simulate_get(path, headers={"requiems-api-key": key_b}).json["data"]["value"] == 1
 
 
-def test_two_keys_of_one_tenant_share_its_counters(client: Any, pg_dsn: str, new_tenant: Any) -> None:
+def test_two_keys_of_one_tenant_share_its_counters(
+    client: Any, pg_dsn: str, new_tenant: Any
+) -> None:
     from service.apikeys import create_key
 
     tenant, key1 = new_tenant()
