@@ -43,7 +43,7 @@ test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check service tests devstack loadtest benchmarks
+	$(VENV)/bin/ruff check $(wildcard service tests devstack loadtest benchmarks)
 	$(VENV)/bin/mypy
 
 clean: down
