@@ -8,7 +8,7 @@ from service import errors
 from service.auth import Authenticator
 from service.logs import setup_logging
 from service.pg import Database
-from service.redis_conn import connect
+from service.redis_access import open_access
 from service.resources import (
     CounterResource,
     ErrorCounter,
@@ -29,7 +29,7 @@ def create_app(
     setup_logging(settings.log_level)
     if store is None:
         store = CounterStore(
-            lambda: connect(settings),
+            lambda: open_access(settings),
             Database(settings.pg_dsn, max_size=settings.pg_pool_max),
             settings.buckets,
         )

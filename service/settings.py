@@ -7,6 +7,7 @@ deployment fails at start instead of misbehaving under load.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -21,6 +22,10 @@ WORKER_CLASSES = {
 }
 
 
+REDIS_CLIENTS = {"lean": 0, "redis-py": 0}
+LEAN_URL = re.compile(r"redis://[^@/:]+(:\d+)?(/0?)?")
+
+
 class SettingsError(ValueError):
     """A configuration variable is missing or invalid; the message names it."""
 
@@ -30,6 +35,7 @@ class Settings:
     pg_dsn: str
     redis_nodes: tuple[tuple[str, int], ...] = ()  # cluster mode when non-empty
     redis_url: str | None = None  # single-node mode
+    redis_client: str = "lean"  # hot-path client: "lean" (hiredis sockets) or "redis-py"
     buckets: int = 4096
     partitions: int = 16
     bind: str = "127.0.0.1:8080"
@@ -42,6 +48,7 @@ class Settings:
     max_body_bytes: int = 4096
     flush_interval: float = 1.0
     flush_batch: int = 5000
+    flusher_metrics_port: int = 9108  # Prometheus endpoint of counter-flusher; 0 = off
     log_level: str = "INFO"
 
     @property
@@ -68,10 +75,17 @@ class Settings:
                 "COUNTER_REDIS_NODES (host:port,... of a Redis Cluster) or "
                 "COUNTER_REDIS_URL (redis://host:port/db of one node) is required"
             )
+        client = get("COUNTER_REDIS_CLIENT", _choice(REDIS_CLIENTS), "lean")
+        if client == "lean" and url and not LEAN_URL.fullmatch(url):
+            raise SettingsError(
+                f"COUNTER_REDIS_URL={url!r} needs COUNTER_REDIS_CLIENT=redis-py: the lean "
+                "client speaks plain redis://host:port[/0] (no password, TLS or other db)"
+            )
         return cls(
             pg_dsn=get.required("COUNTER_PG_DSN", _parse_dsn),
             redis_nodes=nodes,
             redis_url=url,
+            redis_client=client,
             buckets=get("COUNTER_BUCKETS", _int_in(1, MAX_BUCKETS), 4096),
             partitions=get("COUNTER_PARTITIONS", _int_in(1, 1024), 16),
             bind=get("COUNTER_BIND", _parse_bind, "127.0.0.1:8080"),
@@ -84,6 +98,7 @@ class Settings:
             max_body_bytes=get("COUNTER_MAX_BODY_BYTES", _int_in(0, 1 << 20), 4096),
             flush_interval=get("COUNTER_FLUSH_INTERVAL", _float_in(0.01, 3600), 1.0),
             flush_batch=get("COUNTER_FLUSH_BATCH", _int_in(1, 1_000_000), 5000),
+            flusher_metrics_port=get("COUNTER_FLUSHER_METRICS_PORT", _int_in(0, 65535), 9108),
             log_level=get("COUNTER_LOG_LEVEL", _choice(_LOG_LEVELS), "INFO"),
         )
 

@@ -11,15 +11,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
-from redis.exceptions import RedisError
+from redis.crc import key_slot
 
 from service import keys
 from service.errors import Unavailable
 from service.metrics import HYDRATIONS
 from service.pg import Database
-from service.scripts import register
+from service.redis_access import CounterRedis, RedisUnavailable
 
 log = logging.getLogger("counter.store")
 NEEDS_HYDRATION = -1
@@ -28,73 +27,72 @@ NEEDS_HYDRATION = -1
 class CounterStore:
     """Counting semantics; knows nothing of HTTP."""
 
-    def __init__(self, redis_factory: Callable[[], Any], db: Database, n_buckets: int) -> None:
+    def __init__(
+        self, redis_factory: Callable[[], CounterRedis], db: Database, n_buckets: int
+    ) -> None:
         self._redis_factory = redis_factory
-        self._redis: Any = None
-        self._incr: Any = None
+        self._redis: CounterRedis | None = None
         self._lock = threading.Lock()
         self.db = db
         self.n_buckets = n_buckets
-        # PERF: key names of every bucket built once instead of per request.
+        # PERF: key names and cluster slot of every bucket computed once, not per request.
         self._keys = [keys.bucket_keys(b) for b in range(n_buckets)]
+        self._slots = [key_slot(k.values.encode()) for k in self._keys]
+        self._script_keys = [(k.values, k.dirty, k.epochs) for k in self._keys]  # incr.lua order
 
     @property
-    def redis(self) -> Any:
+    def redis(self) -> CounterRedis:
         """The client, created on first use: never before gunicorn forks."""
         if self._redis is None:
             with self._lock:
                 if self._redis is None:
                     try:
-                        client = self._redis_factory()
-                    except Exception as exc:  # cluster discovery fails with non-RedisErrors too
+                        self._redis = self._redis_factory()
+                    except Exception as exc:  # cluster discovery fails with many error types
                         log.warning("redis connect failed", extra={"error": repr(exc)})
                         raise Unavailable("Counter store unavailable, retry later") from None
-                    self._incr = register(client, "incr")
-                    self._redis = client
         return self._redis
 
     def increment(self, tenant: str, namespace: str) -> int:
         bucket = keys.bucket_of(tenant, namespace, self.n_buckets)
-        bkeys = self._keys[bucket]
         field = keys.member(tenant, namespace)
-        redis = self.redis
         now_ms = int(time.time() * 1000)
-        value = self._call(bkeys, field, now_ms, "", 0, redis)
+        value = self._incr(bucket, (field, now_ms, "", 0))
         if value == NEEDS_HYDRATION:
             epoch, seed = self.db.read_counter(bucket, tenant, namespace)
             HYDRATIONS.inc()
-            value = self._call(bkeys, field, now_ms, str(seed), epoch, redis)
-        return int(value)
+            value = self._incr(bucket, (field, now_ms, seed, epoch))
+        return value
 
     def get(self, tenant: str, namespace: str) -> int:
         bucket = keys.bucket_of(tenant, namespace, self.n_buckets)
         try:
-            raw = self.redis.hget(self._keys[bucket].values, keys.member(tenant, namespace))
-        except RedisError as exc:
-            log.warning("redis read failed", extra={"error": repr(exc)})
+            raw = self.redis.hget(
+                self._slots[bucket], self._keys[bucket].values, keys.member(tenant, namespace)
+            )
+        except RedisUnavailable as exc:
+            log.warning("redis read failed", extra={"error": str(exc)})
             raise Unavailable("Counter store unavailable, retry later") from None
         if raw is not None:
             return int(raw)
         return self.db.read_counter(bucket, tenant, namespace)[1]
 
-    def _call(
-        self, bkeys: keys.BucketKeys, field: str, now_ms: int, seed: str, epoch: int, redis: Any
-    ) -> int:
+    def _incr(self, bucket: int, args: tuple[str, int, str | int, int]) -> int:
         try:
-            result: int = self._incr(
-                keys=[bkeys.values, bkeys.dirty, bkeys.epochs],
-                args=[field, now_ms, seed, epoch],
-                client=redis,
-            )
-        except RedisError as exc:
+            return self.redis.incr(self._slots[bucket], self._script_keys[bucket], args)
+        except RedisUnavailable as exc:
             # Unknown outcome (timeout, dropped connection) or refused (down):
             # never guess, never resend. The client may retry.
-            log.warning("redis increment failed", extra={"error": repr(exc)})
+            log.warning("redis increment failed", extra={"error": str(exc)})
             raise Unavailable("Counter store unavailable, increment may not have applied") from None
-        return result
 
     def ping(self) -> bool:
         try:
-            return bool(self.redis.ping())
-        except (RedisError, Unavailable):
+            return self.redis.ping()
+        except Unavailable:
             return False
+
+    def close(self) -> None:
+        if self._redis is not None:
+            self._redis.close()
+        self.db.close()

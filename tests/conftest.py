@@ -18,6 +18,7 @@ from service.apikeys import create_key
 from service.app import create_app
 from service.migrate import migrate
 from service.pg import Database
+from service.redis_access import open_access
 from service.redis_conn import connect
 from service.settings import Settings, _parse_nodes
 from service.store import CounterStore
@@ -54,14 +55,20 @@ def pg_dsn(pg_servers: tuple[str, Any]) -> str:
     return pg_servers[0]
 
 
-@pytest.fixture(scope="session", params=["cluster", "single"])
+@pytest.fixture(
+    scope="session", params=["cluster-lean", "single-lean", "cluster-redispy", "single-redispy"]
+)
 def settings(request: pytest.FixtureRequest, pg_dsn: str) -> Settings:
-    """Settings for one Redis backend; tests using it run on both backends."""
-    if request.param == "cluster":
+    """Settings for one Redis backend and hot-path client; dependent tests run on each."""
+    backend, client = request.param.split("-")
+    client = "redis-py" if client == "redispy" else client
+    if backend == "cluster":
         nodes = request.getfixturevalue("cluster_servers")[0]
-        return Settings(pg_dsn=pg_dsn, redis_nodes=_parse_nodes(nodes), redis_timeout=5.0)
+        return Settings(
+            pg_dsn=pg_dsn, redis_nodes=_parse_nodes(nodes), redis_timeout=5.0, redis_client=client
+        )
     url = request.getfixturevalue("redis_single_url")
-    return Settings(pg_dsn=pg_dsn, redis_url=url, redis_timeout=5.0)
+    return Settings(pg_dsn=pg_dsn, redis_url=url, redis_timeout=5.0, redis_client=client)
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +78,7 @@ def cluster_settings(pg_dsn: str, cluster_servers: tuple[str, Any]) -> Settings:
 
 def make_store(settings: Settings) -> CounterStore:
     return CounterStore(
-        lambda: connect(settings), Database(settings.pg_dsn, max_size=8), settings.buckets
+        lambda: open_access(settings), Database(settings.pg_dsn, max_size=8), settings.buckets
     )
 
 
@@ -79,8 +86,15 @@ def make_store(settings: Settings) -> CounterStore:
 def store(settings: Settings) -> Iterator[CounterStore]:
     s = make_store(settings)
     yield s
-    s.db.close()
-    s.redis.close()
+    s.close()
+
+
+@pytest.fixture
+def rclient(settings: Settings) -> Iterator[Any]:
+    """A redis-py client on the same servers, for inspecting what the service wrote."""
+    client = connect(settings)
+    yield client
+    client.close()
 
 
 @pytest.fixture

@@ -7,13 +7,11 @@ from typing import Any
 import psycopg
 
 from service import keys
-from service.store import CounterStore
 
 
-def redis_fields_of_tenant(store: CounterStore, tenant: str) -> list[str]:
+def redis_fields_of_tenant(r: Any, tenant: str) -> list[str]:
     """Every Redis hash field or zset member that belongs to ``tenant``, on all nodes."""
     found: list[str] = []
-    r = store.redis
     for key in r.scan_iter(match="c:*", count=1000):
         key = key.decode() if isinstance(key, bytes) else key
         members = r.hkeys(key) if not key.endswith(":d") else r.zrange(key, 0, -1)
@@ -32,17 +30,16 @@ def write_pg_row(dsn: str, n_buckets: int, tenant: str, namespace: str, value: i
         )
 
 
-def forget_in_redis(store: CounterStore, tenant: str, namespace: str) -> None:
+def forget_in_redis(r: Any, n_buckets: int, tenant: str, namespace: str) -> None:
     """Delete a counter's Redis state, as a node restarting empty would."""
-    bkeys = keys.bucket_keys(keys.bucket_of(tenant, namespace, store.n_buckets))
+    bkeys = keys.bucket_keys(keys.bucket_of(tenant, namespace, n_buckets))
     field = keys.member(tenant, namespace)
-    store.redis.hdel(bkeys.values, field)
-    store.redis.zrem(bkeys.dirty, field)
+    r.hdel(bkeys.values, field)
+    r.zrem(bkeys.dirty, field)
 
 
-def node_of(store: CounterStore, key: str) -> Any:
-    """The redis-py client of the node that holds ``key`` (the store's own for one node)."""
-    r = store.redis
+def node_of(r: Any, key: str) -> Any:
+    """The redis-py client of the node that holds ``key`` (``r`` itself for one node)."""
     if hasattr(r, "get_node_from_key"):
         return r.get_redis_connection(r.get_node_from_key(key))
     return r

@@ -45,14 +45,14 @@ def test_post_increments_and_returns_the_envelope(client: Any, new_tenant: Any) 
 
 
 def test_get_is_zero_for_a_missing_counter_and_does_not_create_it(
-    client: Any, store: CounterStore, new_tenant: Any
+    client: Any, rclient: Any, new_tenant: Any
 ) -> None:
     tenant, key = new_tenant()
     for _ in range(2):
         resp = client.simulate_get(MISC + "never-touched", headers=hdr(key))
         assert resp.status_code == 200
         assert resp.json["data"] == {"namespace": "never-touched", "value": 0}
-    assert redis_fields_of_tenant(store, tenant) == []
+    assert redis_fields_of_tenant(rclient, tenant) == []
 
 
 def test_get_returns_the_current_value_without_changing_it(client: Any, new_tenant: Any) -> None:
@@ -86,13 +86,13 @@ def test_a_64_char_namespace_is_valid(client: Any, new_tenant: Any) -> None:
 )
 @pytest.mark.parametrize("method", ["POST", "GET"])
 def test_invalid_namespaces_are_400_and_touch_nothing(
-    client: Any, store: CounterStore, new_tenant: Any, namespace: str, method: str
+    client: Any, rclient: Any, new_tenant: Any, namespace: str, method: str
 ) -> None:
     tenant, key = new_tenant()
     for prefix in (MISC, TECH):
         resp = client.simulate_request(method, prefix + namespace, headers=hdr(key))
         assert assert_error(resp, 400, "bad_request")["message"] == INVALID_NAMESPACE
-    assert redis_fields_of_tenant(store, tenant) == []
+    assert redis_fields_of_tenant(rclient, tenant) == []
 
 
 def test_missing_unknown_and_revoked_keys_are_401(
@@ -122,11 +122,11 @@ def test_revocation_takes_effect_after_the_cache_ttl(
 
 
 def test_unauthorized_requests_touch_nothing(
-    client: Any, store: CounterStore, new_tenant: Any
+    client: Any, rclient: Any, new_tenant: Any
 ) -> None:
     tenant, _ = new_tenant()
     client.simulate_post(MISC + "x", headers=hdr("wrong"))
-    assert redis_fields_of_tenant(store, tenant) == []
+    assert redis_fields_of_tenant(rclient, tenant) == []
 
 
 def test_unknown_routes_are_404(client: Any, new_tenant: Any) -> None:
@@ -156,10 +156,10 @@ def test_a_body_over_the_limit_is_413_and_counts_nothing(client: Any, new_tenant
 def test_redis_down_is_503(settings: Any, pg_dsn: str, new_tenant: Any) -> None:
     from dataclasses import replace as r
 
-    from service.redis_conn import connect
+    from service.redis_access import open_access
 
     dead = r(settings, redis_nodes=(), redis_url="redis://127.0.0.1:1/0", redis_timeout=0.5)
-    store = CounterStore(lambda: connect(dead), Database(pg_dsn), dead.buckets)
+    store = CounterStore(lambda: open_access(dead), Database(pg_dsn), dead.buckets)
     client = falcon.testing.TestClient(create_app(dead, store=store))
     _, key = new_tenant()
     assert_error(client.simulate_post(MISC + "x", headers=hdr(key)), 503, "unavailable")
@@ -170,10 +170,10 @@ def test_redis_down_is_503(settings: Any, pg_dsn: str, new_tenant: Any) -> None:
 
 
 def test_postgres_down_is_503(settings: Any) -> None:
-    from service.redis_conn import connect
+    from service.redis_access import open_access
 
     dead = replace(settings, pg_dsn="postgresql://postgres@127.0.0.1:1/counter")
-    store = CounterStore(lambda: connect(dead), Database(dead.pg_dsn, timeout=1), dead.buckets)
+    store = CounterStore(lambda: open_access(dead), Database(dead.pg_dsn, timeout=1), dead.buckets)
     client = falcon.testing.TestClient(create_app(dead, store=store))
     assert_error(client.simulate_post(MISC + "x", headers=hdr("ck_any")), 503, "unavailable")
     ready = client.simulate_get("/readyz")

@@ -26,11 +26,14 @@ return 1
 """
 
 
-def test_a_timed_out_increment_is_applied_at_most_once(settings: Settings, new_tenant: Any) -> None:
+def test_a_timed_out_increment_is_applied_at_most_once(
+    settings: Settings, rclient: Any, new_tenant: Any
+) -> None:
     tenant, _ = new_tenant()
     store = make_store(replace(settings, redis_timeout=0.2))
     assert store.increment(tenant, "slow") == 1
-    node = node_of(store, keys.bucket_keys(keys.bucket_of(tenant, "slow", store.n_buckets)).values)
+    bucket = keys.bucket_of(tenant, "slow", store.n_buckets)
+    node = node_of(rclient, keys.bucket_keys(bucket).values)
     # Keep the node busy in a script: our increment waits in its socket buffer, the
     # client times out, and the node runs the buffered increment when it is free.
     kw = node.connection_pool.connection_kwargs

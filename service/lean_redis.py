@@ -1,0 +1,130 @@
+"""LeanRedis: slot routing and scripts over ``resp.NodeConnection``, for the hot path.
+
+Works on one node or a Redis Cluster. It keeps the cluster's slot map (from
+``CLUSTER SLOTS``), follows MOVED and ASK (the node refused, so re-sending is
+safe), reloads a script on NOSCRIPT (it did not run), and never re-sends after
+a lost connection or a timeout, whose outcome is unknown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from service.resp import ConnectionLost, NodeConnection, ReplyError, pack
+
+Addr = tuple[str, int]
+N_SLOTS = 16384
+MAX_REDIRECTS = 5
+ASKING = pack("ASKING")
+
+
+class CommandRefused(Exception):
+    """Redis answered with an error (CLUSTERDOWN, TRYAGAIN, OOM, ...): the command did not run."""
+
+
+class LeanRedis:
+    """Thread-safe: every thread has its own connection per node."""
+
+    def __init__(self, seeds: Sequence[Addr], *, cluster: bool, timeout: float) -> None:
+        self.seeds = list(seeds)
+        self.cluster = cluster
+        self.timeout = timeout
+        self._local = threading.local()
+        self._slots: list[Addr | None] | None = None
+
+    def _conn(self, addr: Addr) -> NodeConnection:
+        conns: dict[Addr, NodeConnection] | None = getattr(self._local, "conns", None)
+        if conns is None:
+            conns = self._local.conns = {}
+        conn = conns.get(addr)
+        if conn is None:
+            conn = conns[addr] = NodeConnection(addr, self.timeout)
+        return conn
+
+    def masters(self) -> list[Addr]:
+        if not self.cluster:
+            return self.seeds[:1]
+        slots = self._slots or self.refresh_slots()
+        return sorted({a for a in slots if a is not None})
+
+    def refresh_slots(self) -> list[Addr | None]:
+        """Ask any known node for the slot map; raises ConnectionLost if none answers."""
+        candidates = list(dict.fromkeys([*(self._slots or []), *self.seeds]))
+        for addr in candidates:
+            if addr is None:
+                continue
+            try:
+                reply = self._conn(addr).call(pack("CLUSTER", "SLOTS"))
+            except ConnectionLost:
+                continue
+            if isinstance(reply, ReplyError):
+                continue
+            table: list[Addr | None] = [None] * N_SLOTS
+            for start, end, master, *_ in reply:
+                host = master[0].decode() or addr[0]
+                table[start : end + 1] = [(host, int(master[1]))] * (end - start + 1)
+            self._slots = table
+            return table
+        raise ConnectionLost("no Redis Cluster node answered CLUSTER SLOTS")
+
+    def _node_for(self, slot: int) -> Addr:
+        if not self.cluster:
+            return self.seeds[0]
+        addr = (self._slots or self.refresh_slots())[slot]
+        if addr is None:
+            raise CommandRefused(f"slot {slot} is not served by any node")
+        return addr
+
+    def execute(self, slot: int, packed: bytes) -> Any:
+        """Run one packed command on the master of ``slot``; return its reply."""
+        addr = self._node_for(slot)
+        asking = False
+        for _ in range(MAX_REDIRECTS):
+            conn = self._conn(addr)
+            reply = conn.call(ASKING + packed, replies=2) if asking else conn.call(packed)
+            if not isinstance(reply, ReplyError):
+                return reply
+            message = str(reply)
+            kind, _, rest = message.partition(" ")
+            if kind in ("MOVED", "ASK"):
+                target = rest.split(" ")[1]
+                host, _, port = target.rpartition(":")
+                addr = (host or addr[0], int(port))
+                asking = kind == "ASK"
+                if kind == "MOVED":
+                    self._slots = None  # the map changed: reload it on the next call
+                continue
+            raise CommandRefused(message)
+        raise CommandRefused(f"too many redirections for slot {slot}")
+
+    def ping_all(self) -> bool:
+        try:
+            return all(self._conn(a).call(pack("PING")) == b"PONG" for a in self.masters())
+        except (ConnectionLost, CommandRefused):
+            return False
+
+    def close(self) -> None:
+        for conn in getattr(self._local, "conns", {}).values():
+            conn.close()
+
+
+class LeanScript:
+    """A Lua script run with EVALSHA, loaded on the owning node on NOSCRIPT."""
+
+    def __init__(self, client: LeanRedis, source: str) -> None:
+        self.client = client
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def __call__(self, slot: int, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        packed = pack("EVALSHA", self.sha, len(keys), *keys, *args)
+        try:
+            return self.client.execute(slot, packed)
+        except CommandRefused as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        self.client.execute(slot, pack("SCRIPT", "LOAD", self.source))
+        return self.client.execute(slot, packed)
