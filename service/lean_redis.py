@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +18,8 @@ from service.resp import ConnectionLost, NodeConnection, ReplyError, pack
 
 Addr = tuple[str, int]
 N_SLOTS = 16384
-MAX_REDIRECTS = 5
+MAX_REDIRECTS = 10
+TRYAGAIN_PAUSE = 0.05  # seconds
 ASKING = pack("ASKING")
 
 
@@ -82,7 +84,9 @@ class LeanRedis:
         """Run one packed command on the master of ``slot``; return its reply."""
         addr = self._node_for(slot)
         asking = False
-        for _ in range(MAX_REDIRECTS):
+        tries = 0
+        while tries < MAX_REDIRECTS:
+            tries += 1
             conn = self._conn(addr)
             reply = conn.call(ASKING + packed, replies=2) if asking else conn.call(packed)
             if not isinstance(reply, ReplyError):
@@ -96,6 +100,11 @@ class LeanRedis:
                 asking = kind == "ASK"
                 if kind == "MOVED":
                     self._slots = None  # the map changed: reload it on the next call
+                continue
+            if kind == "TRYAGAIN" and tries < MAX_REDIRECTS:
+                # A multi-key script hit a slot being migrated; it did not run. The
+                # migration of one slot takes milliseconds: wait, then ask again.
+                time.sleep(TRYAGAIN_PAUSE)
                 continue
             raise CommandRefused(message)
         raise CommandRefused(f"too many redirections for slot {slot}")
@@ -112,7 +121,7 @@ class LeanRedis:
 
 
 class LeanScript:
-    """A Lua script run with EVALSHA, loaded on the owning node on NOSCRIPT."""
+    """A Lua script run with EVALSHA, sent in full once per node that lacks it (NOSCRIPT)."""
 
     def __init__(self, client: LeanRedis, source: str) -> None:
         self.client = client
@@ -126,5 +135,6 @@ class LeanScript:
         except CommandRefused as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
-        self.client.execute(slot, pack("SCRIPT", "LOAD", self.source))
-        return self.client.execute(slot, packed)
+        # EVAL runs the script and caches it on whichever node the command lands on
+        # after redirections (SCRIPT LOAD by slot would miss an ASK target).
+        return self.client.execute(slot, pack("EVAL", self.source, len(keys), *keys, *args))
