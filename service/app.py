@@ -11,7 +11,6 @@ from service.pg import Database
 from service.redis_access import open_access
 from service.resources import (
     CounterResource,
-    ErrorCounter,
     HealthResource,
     MetricsResource,
     ReadyResource,
@@ -34,7 +33,7 @@ def create_app(
             settings.buckets,
         )
     auth = Authenticator(store.db, settings.auth_cache_ttl)
-    app = falcon.App(middleware=[ErrorCounter()])
+    app = falcon.App()
     # PERF: namespaces are validated by our own regex; skip Falcon's query parsing extras.
     app.req_options.auto_parse_form_urlencoded = False
     counters = CounterResource(store, auth, settings.max_body_bytes)

@@ -14,6 +14,7 @@ import falcon
 import orjson
 
 from service.clock import utc_timestamp
+from service.metrics import ERRORS
 
 log = logging.getLogger("counter.errors")
 
@@ -71,6 +72,9 @@ def error_body(status: int, message: str) -> bytes:
 
 
 def _render(resp: falcon.Response, status: int, message: str, headers: dict[str, str]) -> None:
+    # PERF: counted here, where errors are rendered, rather than by a middleware that
+    # would run on every successful request too.
+    ERRORS.labels(str(status)).inc()
     resp.status = status
     resp.content_type = falcon.MEDIA_JSON
     resp.data = error_body(status, message)

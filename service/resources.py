@@ -9,7 +9,7 @@ from service.auth import Authenticator
 from service.clock import utc_timestamp
 from service.errors import BadRequest
 from service.keys import INVALID_NAMESPACE, is_valid_namespace
-from service.metrics import ERRORS, INCREMENTS, render
+from service.metrics import INCREMENTS, render
 from service.store import CounterStore
 
 KEY_ENV = "HTTP_REQUIEMS_API_KEY"  # WSGI name of the requiems-api-key header
@@ -84,13 +84,3 @@ class ReadyResource:
 class MetricsResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.data, resp.content_type = render()
-
-
-class ErrorCounter:
-    """Middleware counting error responses by status (one cheap check per request)."""
-
-    def process_response(
-        self, req: falcon.Request, resp: falcon.Response, resource: object, ok: bool
-    ) -> None:
-        if resp.status_code >= 400:
-            ERRORS.labels(str(resp.status_code)).inc()

@@ -201,4 +201,7 @@ def test_ready_and_metrics(client: Any, new_tenant: Any) -> None:
     client.simulate_post(MISC + "m", headers=hdr(key))
     ready = client.simulate_get("/readyz")
     assert ready.status_code == 200 and ready.json["checks"] == {"redis": True, "postgres": True}
-    assert "counter_increments_total" in client.simulate_get("/metrics").text
+    client.simulate_get(MISC + "bad.name", headers=hdr(key))
+    metrics = client.simulate_get("/metrics").text
+    assert "counter_increments_total" in metrics
+    assert 'counter_http_errors_total{status="400"}' in metrics
