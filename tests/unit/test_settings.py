@@ -49,3 +49,17 @@ def test_redis_must_be_configured_exactly_once() -> None:
         Settings.from_env({"COUNTER_PG_DSN": "postgresql://u@h/db"})
     with pytest.raises(SettingsError, match="both set"):
         Settings.from_env({**BASE, "COUNTER_REDIS_NODES": "a:1"})
+
+
+def test_the_lean_client_is_the_default_and_needs_a_plain_url() -> None:
+    assert Settings.from_env(BASE).redis_client == "lean"
+    with pytest.raises(SettingsError, match="COUNTER_REDIS_CLIENT=redis-py"):
+        Settings.from_env({**BASE, "COUNTER_REDIS_URL": "redis://:secret@h:6379/0"})
+    with pytest.raises(SettingsError, match="COUNTER_REDIS_CLIENT=redis-py"):
+        Settings.from_env({**BASE, "COUNTER_REDIS_URL": "redis://h:6379/3"})
+    env = {
+        **BASE,
+        "COUNTER_REDIS_URL": "redis://:secret@h:6379/3",
+        "COUNTER_REDIS_CLIENT": "redis-py",
+    }
+    assert Settings.from_env(env).redis_client == "redis-py"
