@@ -46,5 +46,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check $(wildcard service tests devstack loadtest benchmarks)
 	$(VENV)/bin/mypy
 
+loadtest: install      ## Locust, headless and bounded, against `make up`'s stack (starts one if needed)
+	$(PY) loadtest/run.py
+
 clean: down
 	rm -rf .run $(VENV) *.egg-info
