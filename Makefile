@@ -49,5 +49,16 @@ lint: $(STAMP)
 loadtest: install      ## Locust, headless and bounded, against `make up`'s stack (starts one if needed)
 	$(PY) loadtest/run.py
 
+bench-quick: install   ## ~2 minutes: the service against its ceiling and naive baselines; ratios last
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m benchmarks.run --profile quick
+
+bench: install         ## ~10 minutes: the full profile; report in benchmarks/results/
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m benchmarks.run --profile full
+
+flush-bench: install   ## COPY flush against executemany for 100,000 dirty counters
+	$(PY) -m benchmarks.flush_bench
+
 clean: down
 	rm -rf .run $(VENV) *.egg-info

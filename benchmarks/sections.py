@@ -1,0 +1,238 @@
+"""Markdown sections of the report, one function per section, each from the results dict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.goals import main_rps, sweep_summary
+
+CPU_KEYS = ("server", "redis", "postgres", "flusher", "loadgen", "irq", "other")
+CPU_HEAD = "CPU cores: " + " / ".join(CPU_KEYS)
+
+
+def fmt(v: Any, digits: int = 1) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    head = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return [*head, *("| " + " | ".join(r) + " |" for r in rows), ""]
+
+
+def _cpu(c: dict[str, float]) -> str:
+    return " / ".join(fmt(c.get(k), 2) for k in CPU_KEYS)
+
+
+class Sections:
+    def __init__(self, results: dict[str, Any]) -> None:
+        self.r = results
+        self.apps = {a["name"]: a for a in results["apps"]}
+
+    def name(self, app: str) -> str:
+        a = self.apps[app]
+        return str(a["label"]) + ("" if a["product"] else " *(baseline)*")
+
+    def goals(self) -> list[str]:
+        verdict = {True: "**met**", False: "**not met**", None: "not measured"}
+        rows = [
+            [
+                g["goal"],
+                f"{g['op']} {g['target']:g}",
+                fmt(g["measured"], 3),
+                verdict[g["met"]] + (f" ({g['note']})" if g["note"] else ""),
+            ]
+            for g in self.r["goals"]
+        ]
+        return table(["goal", "target", "measured", "met"], rows)
+
+    def ratios(self) -> list[str]:
+        rows = [
+            [
+                k,
+                f"{fmt(v['best'], 3)} ({v['best_workers'][0]} vs {v['best_workers'][1]})",
+                f"{fmt(v['equal'], 3)} ({v['equal_workers']})",
+            ]
+            for k, v in self.r["ratios"].items()
+            if v["best"] is not None
+        ]
+        return table(["ratio", "at best worker counts (workers)", "at equal workers"], rows)
+
+    def sweep(self) -> list[str]:
+        rows = []
+        for s in sweep_summary(self.r):
+            best = main_rps(self.r, s["app"])[1] == s["workers"]
+            rows.append(
+                [
+                    self.name(s["app"]),
+                    f"{s['workers']}{' (best)' if best else ''}",
+                    f"**{fmt(s['ok_rps'], 0)}**",
+                    f"{fmt(s['min'], 0)}-{fmt(s['max'], 0)}",
+                    str(s["non2xx"]),
+                    _cpu(s["cpu"]),
+                ]
+            )
+        heads = [
+            "configuration",
+            "workers",
+            "median ok req/s",
+            f"range over {self.r['profile']['rounds']} rounds",
+            "non-2xx",
+            CPU_HEAD + " (mean)",
+        ]
+        return table(heads, rows)
+
+    def other_workloads(self) -> list[str]:
+        rows = []
+        for t in self.r["throughput"]:
+            if t["phase"] == "sweep":
+                continue
+            e, lat = t["errors"], t["latency_ms"]
+            sock = e["connect"] + e["read"] + e["write"] + e["timeout"]
+            extra = " + flush-lag sampler" if t["phase"] == "flush-lag" else ""
+            rows.append(
+                [
+                    self.name(t["app"]),
+                    str(t["workers"]),
+                    t["workload"] + extra,
+                    fmt(t["ok_rps"], 0),
+                    f"{e['status']} / {sock}",
+                    f"{fmt(lat['p50'], 2)} / {fmt(lat['p99'], 2)}",
+                    _cpu(t["cpu"]),
+                ]
+            )
+        heads = [
+            "configuration",
+            "workers",
+            "workload",
+            "ok req/s",
+            "non-2xx / socket errors",
+            "p50 / p99 ms (closed loop)",
+            CPU_HEAD,
+        ]
+        return table(heads, rows)
+
+    def latency(self) -> list[str]:
+        rows = []
+        for q in self.r["latency"]:
+            lat = q["latency_ms"]
+            trust = "no: generator-bound" if q["generator_bound"] else "yes"
+            trust += ", saturated" if q.get("saturated") and not q["generator_bound"] else ""
+            rows.append(
+                [
+                    self.name(q["app"]),
+                    str(q["workers"]),
+                    f"{q['fraction']:.0%}",
+                    f"{fmt(q['target_rps'], 0)} / {fmt(q['completed_rps'], 0)}",
+                    *(fmt(lat[k], 2) for k in ("p50", "p90", "p99", "p99.9")),
+                    fmt(q["latency_from_intended_ms"]["p99"], 2),
+                    fmt(q["queued"]),
+                    f"{fmt(q['dispatch_lag_ms']['p99'], 2)} ms, {fmt(q['cpu'].get('loadgen'), 2)}",
+                    "/".join(map(str, q.get("connections_per_worker", []))),
+                    trust,
+                ]
+            )
+        heads = [
+            "configuration",
+            "workers",
+            "offered",
+            "req/s target / done",
+            "p50",
+            "p90",
+            "p99",
+            "p99.9 ms",
+            "p99 from intended",
+            "queued",
+            "generator: lag p99, cores",
+            "connections per worker",
+            "trusted",
+        ]
+        return table(heads, rows)
+
+    def flush_lag(self) -> list[str]:
+        d = self.r.get("flush_lag", {})
+        if "lag_s" not in d:
+            return [f"Skipped: {d.get('skipped', 'not measured')}", ""]
+        lag = d["lag_s"]
+        return table(
+            [
+                "flush interval",
+                "samples seen / never seen / send errors",
+                "p50 s",
+                "p90 s",
+                "p99 s",
+                "max s",
+                "poll resolution",
+            ],
+            [
+                [
+                    f"{d['flush_interval_s']:g} s",
+                    f"{d['seen_in_postgres']} / {d['never_seen']} / {d['send_errors']}",
+                    *(fmt(lag[k], 3) for k in ("p50", "p90", "p99", "max")),
+                    f"{d['poll_resolution_s'] * 1000:g} ms",
+                ]
+            ],
+        )
+
+    def memory(self) -> list[str]:
+        d = self.r.get("memory", {})
+        if "counters" not in d:
+            return [f"Not measured: {d.get('error', 'skipped')}", ""]
+        rows = [
+            [
+                label,
+                fmt(d[p + "counters"]),
+                fmt(d[p + "fields_in_sample_bucket"]),
+                d[p + "hash_encoding"],
+                fmt(d[p + "bytes_per_counter_dirty"]),
+                fmt(d.get(p + "bytes_per_counter_flushed")),
+            ]
+            for label, p in (("spread (the goal's number)", ""), ("dense", "dense_"))
+            if p + "counters" in d  # the dense fill is measured by the full profile only
+        ]
+        limit = d["hash_max_listpack_entries"]
+        dense = " The dense row is that regime." if "dense_counters" in d else ""
+        return [
+            *table(
+                [
+                    "fill",
+                    "counters",
+                    "fields in a sample bucket",
+                    "encoding",
+                    "bytes/counter with dirty marks",
+                    "bytes/counter after flush",
+                ],
+                rows,
+            ),
+            f"{d['buckets']:,} buckets. Redis turns a bucket's hash from listpack into a "
+            f"hashtable past hash-max-listpack-entries = {limit} fields, i.e. beyond "
+            f"~{d['buckets'] * limit:,} counters in all.{dense}",
+            "",
+        ]
+
+    def pyspy(self) -> list[str]:
+        d = self.r["pyspy"]
+        out = [
+            f"Worker pid {d['pid']}. *wall*: samples with a Python stack (a blocking call's "
+            "wait counts against its caller); *gil*: samples holding the GIL (CPU).",
+            "",
+        ]
+        for mode in ("wall", "gil"):
+            m = d.get(mode, {})
+            if "self" not in m:
+                out += [f"{mode}: skipped: {m.get('skipped', 'no samples')}", ""]
+                continue
+            out += [
+                f"**{mode}**: {m['samples']:,} samples with a Python stack, "
+                f"{m['no_python_frame']:,} without (meinheld's C loop); raw: `{m['raw']}`",
+                "",
+            ]
+            rows = [
+                [f"`{a['function']}`", fmt(a["pct"]), f"`{b['function']}`", fmt(b["pct"])]
+                for a, b in zip(m["self"], m["inclusive"], strict=False)
+            ]
+            out += table([f"{mode}: self", "%", "inclusive", "%"], rows)
+        return out
