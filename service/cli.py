@@ -1,4 +1,4 @@
-"""``counterctl``: operator commands (migrate, API keys)."""
+"""``counterctl``: operator commands (migrate, API keys, flush, verify)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from service import apikeys
+from service.flush_cli import flush_command, verify_command
 from service.logs import setup_logging
 from service.migrate import LayoutMismatch, migrate
 from service.settings import Settings, SettingsError
@@ -24,7 +25,28 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--tenant")
     revoke = keys.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("id", type=int)
+    flush = sub.add_parser("flush", help="write dirty counters to PostgreSQL")
+    flush.add_argument(
+        "--once",
+        action="store_true",
+        help="one full pass over all dirty buckets, then exit (else: run the loop)",
+    )
+    verify = sub.add_parser("verify", help="compare Redis with PostgreSQL, counter by counter")
+    verify.add_argument("--sample", type=_positive, metavar="N", help="a random sample of N")
+    verify.add_argument(
+        "--repair",
+        action="store_true",
+        help="raise Redis where PostgreSQL is ahead; re-mark unflushed counters",
+    )
+    verify.add_argument("--tenant", help="only this tenant's counters")
     return parser
+
+
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     dsn = settings.pg_dsn
+    if args.command == "flush":
+        return flush_command(settings, args.once)
+    if args.command == "verify":
+        return verify_command(settings, args.sample, args.repair, args.tenant)
     if args.command == "migrate":
         applied = migrate(settings)
         print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")

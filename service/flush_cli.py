@@ -1,0 +1,84 @@
+"""``counterctl flush`` and ``counterctl verify``: output and exit codes of the operator tools."""
+
+from __future__ import annotations
+
+import sys
+
+import psycopg
+from redis.exceptions import RedisClusterException, RedisError
+
+from service.flush_pass import Flusher
+from service.flusher import serve_forever
+from service.migrate import check_layout
+from service.settings import Settings
+from service.verify import Finding, verify
+
+BACKEND_ERRORS = (psycopg.Error, RedisError, RedisClusterException)
+
+
+def flush_command(settings: Settings, once: bool) -> int:
+    """``--once``: one full pass (waiting for partitions another flusher holds); else the loop."""
+    if not once:
+        return serve_forever(settings)  # checks the layout itself, waiting out an outage
+    flusher = Flusher(settings)
+    try:
+        check_layout(settings)
+        r = flusher.flush_all(wait=True)
+    except BACKEND_ERRORS as exc:
+        print(
+            f"counterctl: flush failed, dirty marks kept for a later flush: {exc!r}",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        flusher.close()
+    print(
+        f"flush: {r.rows_written} rows written ({r.counters} dirty counters flushed, "
+        f"{r.cleared} marks cleared, {r.repaired} repaired in redis)"
+    )
+    return 0
+
+
+def _state(epoch: int, value: int) -> str:
+    return str(value) if epoch == 0 else f"{value} (epoch {epoch})"
+
+
+def _line(f: Finding) -> str:
+    done = " -> repaired" if f.repaired else ""
+    return (
+        f"{f.kind}: tenant={f.row.tenant} namespace={f.row.namespace} "
+        f"redis={_state(f.row.epoch, f.row.value)} postgres={_state(*f.pg)} "
+        f"dirty={'yes' if f.dirty else 'no'}{done}"
+    )
+
+
+def verify_command(settings: Settings, sample: int | None, repair: bool, tenant: str | None) -> int:
+    """Print each difference and a summary; exit 1 while a difference is left unrepaired."""
+    flusher = Flusher(settings)  # its Redis side and PostgreSQL connection, nothing flushed
+    try:
+        check_layout(settings)
+        report = verify(
+            flusher.redis_side(),
+            flusher.db,
+            settings.buckets,
+            sample=sample,
+            repair=repair,
+            tenant=tenant,
+        )
+    except BACKEND_ERRORS as exc:
+        print(f"counterctl: verify failed: {exc!r}", file=sys.stderr)
+        return 2
+    finally:
+        flusher.close()
+    for f in report.findings:
+        print(_line(f))
+    summary = (
+        f"verify: {report.counters} counters, {len(report.findings)} differences, "
+        f"{report.pending} pending flush"
+    )
+    if repair:
+        summary += f", {len(report.findings) - len(report.unrepaired)} repaired"
+    if report.only_in_postgres:
+        summary += f", {report.only_in_postgres} only in postgres (hydrated on next use)"
+    print(summary)
+    return 1 if report.unrepaired else 0

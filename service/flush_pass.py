@@ -1,0 +1,172 @@
+"""One flush pass: every dirty counter of every partition this process can own.
+
+Per batch, the protocol of DESIGN §5: snapshot marks and ``(epoch, value)`` →
+one PostgreSQL transaction (COPY + guarded upsert) → repair counters where
+PostgreSQL is ahead → clear only the marks whose counter still has the flushed
+state. A crash between any two steps leaves the marks in place, so a later pass
+repeats the batch, and the guarded upsert makes the repeat a no-op.
+
+Ownership: one flusher at a time per PostgreSQL partition (session advisory lock
+``(LOCK_CLASS, partition)``, tried, or awaited by ``counterctl flush --once``),
+held from the snapshot until the marks are cleared. A dead flusher's session, and
+so its locks, end with it. Flushers start at random partitions and skip held ones.
+
+``fault(step)`` is called after each step ("snapshot", "copy" = before commit,
+"commit" = before repair and clearing, "clear"); tests raise there to crash.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from redis.exceptions import RedisClusterException, RedisError
+
+from service.flush_pg import FlushDb
+from service.flush_plan import BatchPlanner, partition_ranges
+from service.flush_redis import RedisSide, Snapshot
+from service.flusher_metrics import BATCH, CLEARED, LAG, ROWS
+from service.redis_conn import connect
+from service.repair import raise_to_postgres
+from service.settings import Settings
+
+log = logging.getLogger("counter.flusher")
+
+
+def backend_of(exc: BaseException) -> str:
+    """Which backend an error came from: "postgres", "redis" or "flusher" (anything else)."""
+    if isinstance(exc, psycopg.Error):
+        return "postgres"
+    if isinstance(exc, RedisError | RedisClusterException):
+        return "redis"
+    return "flusher"
+
+
+@dataclass
+class PassResult:
+    counters: int = 0  # dirty counters read from Redis
+    rows_written: int = 0  # rows PostgreSQL inserted or raised
+    cleared: int = 0  # dirty marks removed
+    repaired: int = 0  # counters raised in Redis to PostgreSQL's state
+    batches: int = 0
+    skipped: int = 0  # partitions owned by another flusher during this pass
+    used_pg: bool = False  # PostgreSQL was contacted (an idle pass does not)
+
+
+class Flusher:
+    """Flushes dirty counters; safe to run in several processes at once."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        redis_factory: Callable[[], Any] | None = None,
+        fault: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = FlushDb(settings.pg_dsn)
+        self._factory = redis_factory or (lambda: connect(settings))
+        self._side: RedisSide | None = None
+        self._clearer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush-clear")
+        self._ranges: list[range] | None = None
+        self.fault = fault or (lambda step: None)
+
+    def close(self) -> None:
+        self._clearer.shutdown(wait=True)
+        self.db.close()
+        self._drop_redis()
+
+    def _drop_redis(self) -> None:
+        if self._side is not None:
+            self._side.close()
+            self._side = None
+
+    def redis_side(self) -> RedisSide:
+        if self._side is None:
+            self._side = RedisSide(self._factory(), self.settings.buckets)
+        return self._side
+
+    def flush_all(self, wait: bool = False) -> PassResult:
+        """One pass; ``wait`` blocks on partitions another flusher holds instead of skipping."""
+        try:
+            return self._pass(wait)
+        except BaseException as exc:  # drop the failed connection; the next pass reconnects
+            if backend_of(exc) == "postgres":
+                self.db.close()
+            elif backend_of(exc) == "redis":
+                self._drop_redis()
+            raise
+
+    def _pass(self, wait: bool) -> PassResult:
+        side, result = self.redis_side(), PassResult()
+        counts, oldest = side.dirty_heads(range(self.settings.buckets))
+        LAG.set(max(0.0, time.time() - oldest / 1000) if oldest is not None else 0.0)
+        if not counts and self._ranges is not None:
+            return result
+        result.used_pg = True
+        if self._ranges is None:
+            self._ranges = partition_ranges(self.settings.buckets, self.db.partitions())
+        n = len(self._ranges)
+        start = random.randrange(n)  # several flushers start on different partitions
+        for i in [(start + k) % n for k in range(n)]:
+            mine = {b: counts[b] for b in self._ranges[i] if b in counts}
+            if not mine:
+                continue
+            if not self.db.lock(i, wait):
+                result.skipped += 1
+                continue
+            try:
+                self._partition(side, BatchPlanner(mine, self.settings.flush_batch), result)
+            finally:
+                self.db.unlock(i)
+        return result
+
+    def _partition(self, side: RedisSide, plan: BatchPlanner, result: PassResult) -> None:
+        # PERF: the marks of batch k are cleared (Redis) while batch k+1 is written
+        # (PostgreSQL). A batch that reads a bucket of the batch still being cleared
+        # waits for that clear first, so it never reads the marks of the last batch.
+        clearing: Future[None] | None = None
+        busy: set[int] = set()
+        try:
+            while windows := plan.next_batch():
+                if clearing is not None and busy & {w.bucket for w in windows}:
+                    clearing.result()
+                snaps = side.snapshot(windows)
+                self.fault("snapshot")
+                rows = b"".join(s.rows for s in snaps)
+                n_rows = rows.count(b"\n")
+                written, ahead = self.db.write(rows, n_rows, self.fault) if rows else (0, [])
+                self.fault("commit")
+                repaired = len(raise_to_postgres(side, ahead))
+                if clearing is not None:
+                    clearing.result()
+                clearing = self._clearer.submit(self._clear, side, snaps, result)
+                busy = {w.bucket for w in windows}
+                BATCH.observe(n_rows)
+                ROWS.inc(written)
+                result.batches += 1
+                result.counters += n_rows
+                result.rows_written += written
+                result.repaired += repaired
+        except BaseException:
+            if clearing is not None:
+                wait_for([clearing])  # the lock is held until no clear is in flight
+            raise
+        if clearing is not None:
+            clearing.result()
+
+    def _clear(self, side: RedisSide, snaps: list[Snapshot], result: PassResult) -> None:
+        """Clear the marks of a committed batch (runs beside the next batch's write)."""
+        cleared = sum(side.clear(snaps))
+        self.fault("clear")
+        CLEARED.inc(cleared)
+        result.cleared += cleared
+        if invalid := sum(s.invalid for s in snaps):
+            log.warning("dirty marks of malformed members dropped", extra={"marks": invalid})

@@ -1,0 +1,135 @@
+"""The flusher's PostgreSQL side: one connection, a staging table, COPY, guarded upsert.
+
+One transaction per batch: COPY (text rows built by snapshot.lua) into a TEMP
+staging table (created once per connection, emptied by ON COMMIT DELETE ROWS),
+then one INSERT … SELECT … ON CONFLICT whose WHERE guard only ever raises
+``(epoch, value)``. Replaying a batch (after a crash anywhere) is therefore a
+no-op, never a double count.
+synchronous_commit is forced on: a mark is cleared only after a durable commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import psycopg
+
+LOCK_CLASS = 0x666C7573  # advisory lock space of flush ownership ("flus"), key = partition
+STAGE_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS flush_stage (
+    bucket smallint NOT NULL, tenant text NOT NULL, namespace text NOT NULL,
+    epoch integer NOT NULL, value bigint NOT NULL
+) ON COMMIT DELETE ROWS"""
+# Text format: snapshot.lua builds the rows, and names of [A-Za-z0-9_-] need no escaping.
+COPY_SQL = "COPY flush_stage (bucket, tenant, namespace, epoch, value) FROM STDIN"
+# ORDER BY: rows are locked in key order, the same in every transaction (no deadlock
+# even without the partition ownership), and index pages are visited in order.
+UPSERT_SQL = """
+INSERT INTO counters AS c (bucket, tenant, namespace, epoch, value, updated_at)
+SELECT bucket, tenant, namespace, epoch, value, now() FROM flush_stage
+ORDER BY bucket, tenant, namespace
+ON CONFLICT (bucket, tenant, namespace) DO UPDATE
+SET epoch = EXCLUDED.epoch, value = EXCLUDED.value, updated_at = EXCLUDED.updated_at
+WHERE (c.epoch, c.value) < (EXCLUDED.epoch, EXCLUDED.value)"""
+# Rows the guard skipped because PostgreSQL is ahead of what Redis holds. LATERAL …
+# LIMIT 1 keeps it one primary-key lookup per staged row (with run-time partition
+# pruning): as a plain join the planner hashes the whole counters table.
+AHEAD_SQL = """
+SELECT s.bucket, s.tenant, s.namespace, c.epoch, c.value
+FROM flush_stage s CROSS JOIN LATERAL (
+    SELECT epoch, value FROM counters
+    WHERE bucket = s.bucket AND tenant = s.tenant AND namespace = s.namespace LIMIT 1
+) c
+WHERE (c.epoch, c.value) > (s.epoch, s.value)"""
+READ_SQL = """
+SELECT bucket, tenant, namespace, epoch, value FROM counters
+WHERE bucket = ANY(%(buckets)s) AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s)"""
+
+
+class Stored(NamedTuple):
+    """A counter row as PostgreSQL holds it."""
+
+    bucket: int
+    tenant: str
+    namespace: str
+    epoch: int
+    value: int
+
+
+class FlushDb:
+    """Owns the flusher's connection; any error closes it, the next call reconnects."""
+
+    def __init__(self, dsn: str, connect_timeout: float = 5.0) -> None:
+        self.dsn = dsn
+        self.connect_timeout = connect_timeout
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def conn(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            # Keepalives: a dead server or network must fail a pass, not hang it.
+            conn = psycopg.connect(
+                self.dsn,
+                autocommit=True,
+                keepalives=1,
+                keepalives_idle=10,
+                keepalives_interval=5,
+                keepalives_count=3,
+                connect_timeout=max(1, int(self.connect_timeout)),
+            )
+            try:
+                conn.execute("SET synchronous_commit = on")
+                conn.execute("SET lock_timeout = '60s'")  # waits of `flush --once` are bounded
+                conn.execute("SET statement_timeout = '120s'")
+                conn.execute(STAGE_DDL)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def partitions(self) -> int:
+        row = self.conn().execute("SELECT value FROM meta WHERE key = 'partitions'").fetchone()
+        return int(row[0]) if row else 1
+
+    def lock(self, partition: int, wait: bool) -> bool:
+        """Take ownership of a partition for this session; ``wait`` blocks (lock_timeout)."""
+        fn = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
+        row = self.conn().execute(f"SELECT {fn}(%s, %s)", (LOCK_CLASS, partition)).fetchone()
+        return wait or bool(row and row[0])
+
+    def unlock(self, partition: int) -> None:
+        """Release ownership; on a broken connection closing it releases the lock too."""
+        if self._conn is None or self._conn.closed:
+            return
+        try:
+            self._conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, partition))
+        except psycopg.Error:
+            self.close()
+
+    def write(
+        self, rows: bytes, n_rows: int, fault: Callable[[str], None]
+    ) -> tuple[int, list[Stored]]:
+        """Stage and upsert COPY text ``rows`` in one transaction: (rows written, rows
+        where PostgreSQL is ahead of what was staged)."""
+        conn = self.conn()
+        with conn.transaction(), conn.cursor() as cur:
+            with cur.copy(COPY_SQL) as copy:
+                copy.write(rows)
+            cur.execute(UPSERT_SQL)
+            written = max(cur.rowcount, 0)
+            ahead: list[Stored] = []
+            if written < n_rows:  # only then can the guard have skipped a row
+                ahead = [Stored(*r) for r in cur.execute(AHEAD_SQL).fetchall()]
+            fault("copy")
+        return written, ahead
+
+    def read(self, buckets: Sequence[int], tenant: str | None = None) -> list[Stored]:
+        """Stored rows of ``buckets`` (of one tenant, if given), for verify."""
+        sql, args = READ_SQL, {"buckets": list(buckets), "tenant": tenant}
+        return [Stored(*r) for r in self.conn().execute(sql, args).fetchall()]

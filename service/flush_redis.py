@@ -1,0 +1,175 @@
+"""The flusher's Redis side: per-node pipelines over buckets, and its Lua scripts.
+
+PERF: every step talks to Redis in one pipeline per node (buckets grouped by the
+node that owns their slot), never one round trip per bucket. EVALSHA is sent
+directly in those plain per-node pipelines; a NOSCRIPT (a node restarted or a
+replica was promoted) loads the script on that node and re-runs the pipeline.
+Re-running is safe because every command sent here is a read, or idempotent
+(clear a mark only if unchanged, raise only if lower).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
+
+from redis.exceptions import NoScriptError
+
+from service import keys
+from service.flush_plan import Window
+from service.scripts import lua_source
+
+SCRIPTS = ("snapshot", "clear_dirty", "raise_to")
+
+
+class Snapshot(NamedTuple):
+    """A window as read by snapshot.lua (see there); ``at_ms``: when it was read."""
+
+    bucket: int
+    rows: bytes
+    read: int
+    gone: int
+    invalid: int
+    at_ms: int
+
+
+class RedisSide:
+    """Batched reads and conditional writes over many buckets of one client."""
+
+    def __init__(self, client: Any, n_buckets: int) -> None:
+        self.client = client
+        self.cluster = hasattr(client, "get_node_from_key")
+        self.keys = [keys.bucket_keys(b) for b in range(n_buckets)]
+        self._src = {name: lua_source(name) for name in SCRIPTS}
+        self._sha = {n: hashlib.sha1(src.encode()).hexdigest() for n, src in self._src.items()}
+        self._slots = [client.keyslot(k.dirty) for k in self.keys] if self.cluster else []
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="flush-redis")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self.client.close()
+
+    def _node(self, bucket: int) -> Any:
+        if not self.cluster:
+            return self.client
+        node = self.client.nodes_manager.get_node_from_slot(self._slots[bucket])
+        return self.client.get_redis_connection(node)
+
+    def _each(
+        self,
+        items: Sequence[Any],
+        bucket_of: Callable[[Any], int],
+        send: Callable[[Any, Any], None],
+        per_item: int = 1,
+    ) -> list[Any]:
+        """Run ``send(pipe, item)`` (``per_item`` commands) for every item in per-node
+        pipelines; one result per item (a list when ``per_item`` > 1), in item order."""
+        groups: dict[Any, list[int]] = {}
+        for i, item in enumerate(items):
+            groups.setdefault(self._node(bucket_of(item)), []).append(i)
+        results: list[Any] = [None] * len(items)
+        jobs = [(node, idx, [items[i] for i in idx]) for node, idx in groups.items()]
+        if len(jobs) > 1:  # PERF: the nodes work in parallel, not one after the other
+            outs = list(self._pool.map(lambda j: self._run(j[0], j[2], send), jobs))
+        else:
+            outs = [self._run(node, todo, send) for node, _, todo in jobs]
+        for (_, idx, _), out in zip(jobs, outs, strict=True):
+            for n, i in enumerate(idx):
+                chunk = out[n * per_item : (n + 1) * per_item]
+                results[i] = chunk if per_item > 1 else chunk[0]
+        return results
+
+    def _run(self, node: Any, todo: list[Any], send: Callable[[Any, Any], None]) -> list[Any]:
+        for attempt in (1, 2):
+            pipe = node.pipeline(transaction=False)
+            for item in todo:
+                send(pipe, item)
+            out: list[Any] = pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in out):
+                for src in self._src.values():
+                    node.script_load(src)
+                continue
+            for r in out:
+                if isinstance(r, Exception):
+                    raise r
+            return out
+        raise AssertionError("unreachable")
+
+    def _evalsha(self, pipe: Any, name: str, bucket_keys: Sequence[str], *args: Any) -> None:
+        pipe.evalsha(self._sha[name], len(bucket_keys), *bucket_keys, *args)
+
+    def dirty_heads(self, buckets: Sequence[int]) -> tuple[dict[int, int], float | None]:
+        """Dirty count per bucket, and the oldest first-dirty score (ms) among them."""
+        counts = self._each(buckets, int, lambda p, b: p.zcard(self.keys[b].dirty))
+        dirty = [b for b, c in zip(buckets, counts, strict=True) if c]
+        heads = self._each(
+            dirty, int, lambda p, b: p.zrange(self.keys[b].dirty, 0, 0, withscores=True)
+        )
+        oldest = min((h[0][1] for h in heads if h), default=None)
+        return {b: int(c) for b, c in zip(buckets, counts, strict=True) if c}, oldest
+
+    def snapshot(self, windows: Sequence[Window]) -> list[Snapshot]:
+        def send(pipe: Any, w: Window) -> None:
+            k = self.keys[w.bucket]
+            self._evalsha(
+                pipe,
+                "snapshot",
+                (k.dirty, k.values, k.epochs),
+                w.start,
+                w.start + w.count - 1,
+                w.bucket,
+            )
+
+        at_ms = int(time.time() * 1000)
+        raw = self._each(windows, lambda w: w.bucket, send)
+        return [
+            Snapshot(w.bucket, rows, int(read), int(gone), int(invalid), at_ms)
+            for w, (rows, read, gone, invalid) in zip(windows, raw, strict=True)
+        ]
+
+    def clear(self, snaps: Sequence[Snapshot]) -> list[int]:
+        """Marks removed per snapshot (only where the counter still has the flushed state)."""
+
+        def send(pipe: Any, s: Snapshot) -> None:
+            k = self.keys[s.bucket]
+            self._evalsha(pipe, "clear_dirty", (k.dirty, k.values, k.epochs), s.rows, s.at_ms)
+
+        todo = [i for i, s in enumerate(snaps) if s.rows]
+        cleared = [0] * len(snaps)
+        for i, n in zip(
+            todo, self._each([snaps[i] for i in todo], lambda s: s.bucket, send), strict=True
+        ):
+            cleared[i] = int(n)
+        return cleared
+
+    def raise_to(self, rows: Sequence[tuple[int, str, int, int]]) -> list[int | None]:
+        """Raise ``(bucket, member, epoch, value)`` where Redis is lower; old value or None."""
+
+        def send(pipe: Any, row: tuple[int, str, int, int]) -> None:
+            k = self.keys[row[0]]
+            self._evalsha(pipe, "raise_to", (k.values, k.epochs, k.dirty), *row[1:])
+
+        out = self._each(rows, lambda r: r[0], send)
+        return [int(o[0]) if o[0] else None for o in out]
+
+    def read_buckets(
+        self, buckets: Sequence[int]
+    ) -> list[tuple[dict[bytes, bytes], dict[bytes, bytes], set[bytes]]]:
+        """Whole buckets, for verify: (values, epochs, dirty members) of each."""
+
+        def send(pipe: Any, b: int) -> None:
+            k = self.keys[b]
+            pipe.hgetall(k.values).hgetall(k.epochs).zrange(k.dirty, 0, -1)
+
+        return [(v, e, set(d)) for v, e, d in self._each(buckets, int, send, per_item=3)]
+
+    def mark_dirty(self, items: Sequence[tuple[int, str]], now_ms: int) -> None:
+        """Add a dirty mark (kept if one exists) to ``(bucket, member)``: flush it again."""
+        self._each(
+            items,
+            lambda i: i[0],
+            lambda p, i: p.zadd(self.keys[i[0]].dirty, {i[1]: now_ms}, nx=True),
+        )

@@ -1,0 +1,138 @@
+"""``counter-flusher`` as a real process: SIGTERM drains, SIGKILL loses nothing, metrics served."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack import free_port
+from service.redis_conn import connect
+from service.settings import Settings
+from tests.integration.test_flush import (
+    backend_settings,
+    dirty_names,
+    flush,
+    increment,
+    pg_states,
+)
+
+FLUSHER = Path(sys.executable).parent / "counter-flusher"
+
+
+@pytest.fixture(params=["cluster", "single"])
+def backend(request: pytest.FixtureRequest, pg_dsn: str) -> Settings:
+    return backend_settings(request, request.param, pg_dsn)
+
+
+@pytest.fixture
+def r(backend: Settings) -> Iterator[Any]:
+    client = connect(backend)
+    yield client
+    client.close()
+
+
+def flusher_env(s: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COUNTER_")}
+    env.update({"COUNTER_PG_DSN": s.pg_dsn, "COUNTER_FLUSHER_METRICS_PORT": "0", **extra})
+    if s.cluster:
+        env["COUNTER_REDIS_NODES"] = ",".join(f"{h}:{p}" for h, p in s.redis_nodes)
+    else:
+        env["COUNTER_REDIS_URL"] = str(s.redis_url)
+    return env
+
+
+def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    if not FLUSHER.exists():
+        pytest.fail(f"{FLUSHER} is missing: run `pip install -e .` to create the console script")
+    with open(log, "wb") as fh:
+        return subprocess.Popen([str(FLUSHER)], env=env, stdout=fh, stderr=subprocess.STDOUT)
+
+
+def wait_for_line(log: Path, text: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"no {text!r} in the flusher's log:\n{log.read_text()}")
+        time.sleep(0.05)
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        return str(resp.read().decode())
+
+
+def test_sigterm_drains_every_increment_and_exits_0(
+    backend: Settings, r: Any, pg_dsn: str, new_tenant: Any, tmp_path: Path
+) -> None:
+    tenant, _ = new_tenant()
+    port, log = free_port(), tmp_path / "flusher.log"
+    # An hour between passes: only the drain on SIGTERM can flush what comes next.
+    env = flusher_env(
+        backend, COUNTER_FLUSH_INTERVAL="3600", COUNTER_FLUSHER_METRICS_PORT=str(port)
+    )
+    proc = start(env, log)
+    try:
+        wait_for_line(log, "flusher started", proc, 30)
+        deadline = time.monotonic() + 30
+        while "counter_flush_pass_seconds_count 1.0" not in (exposition := scrape(port)):
+            assert time.monotonic() < deadline, exposition  # the first pass is over
+            time.sleep(0.05)
+        assert "counter_flush_lag_seconds" in exposition
+        assert "counter_flush_rows_written_total" in exposition
+        names = [f"e{i}" for i in range(500)]
+        increment(r, backend.buckets, tenant, {ns: 1 + i % 4 for i, ns in enumerate(names)})
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert pg_states(pg_dsn, tenant) == {ns: (0, 1 + i % 4) for i, ns in enumerate(names)}
+    events = {e["event"]: e for e in map(json.loads, log.read_text().splitlines())}
+    assert "stop requested, draining: one final pass" in events
+    stopped = events["flusher stopped"]
+    assert stopped["drained"] is True and stopped["rows_written"] >= 500  # by the final pass
+
+
+def test_sigkill_at_any_moment_loses_nothing_a_later_flush_does_not_write(
+    backend: Settings, r: Any, pg_dsn: str, new_tenant: Any, tmp_path: Path
+) -> None:
+    tenant, _ = new_tenant()
+    names = [f"k{i}" for i in range(20_000)]
+    increment(r, backend.buckets, tenant, dict.fromkeys(names, 1))
+    log = tmp_path / "flusher.log"
+    proc = start(
+        flusher_env(backend, COUNTER_FLUSH_INTERVAL="0.05", COUNTER_FLUSH_BATCH="500"), log
+    )
+    try:
+        wait_for_line(log, "flusher started", proc, 30)
+        deadline = time.monotonic() + 30
+        while not pg_states(pg_dsn, tenant) and time.monotonic() < deadline:
+            time.sleep(0.01)  # kill it once its first batches are in: mid-flush
+    finally:
+        proc.kill()
+        proc.wait(30)
+    increment(r, backend.buckets, tenant, dict.fromkeys(names[::10], 1))
+    flush(backend)
+    expected = {ns: (0, 1 + (i % 10 == 0)) for i, ns in enumerate(names)}
+    assert pg_states(pg_dsn, tenant) == expected
+    assert dirty_names(r, backend.buckets, tenant, names) == set()
+
+
+def test_a_flusher_with_another_bucket_count_refuses_to_start(
+    backend: Settings, tmp_path: Path
+) -> None:
+    log = tmp_path / "flusher.log"
+    proc = start(flusher_env(backend, COUNTER_BUCKETS="1024"), log)
+    assert proc.wait(timeout=30) == 2
+    assert "refusing to start" in log.read_text()

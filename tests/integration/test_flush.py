@@ -1,0 +1,427 @@
+"""The write-behind flush (DESIGN §5) against real Redis (cluster and single node) and PostgreSQL.
+
+The helpers at the top are shared by the other flush test modules.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from prometheus_client import REGISTRY
+
+from service import keys
+from service.flush_pass import Flusher
+from service.flush_pg import LOCK_CLASS
+from service.flush_plan import partition_ranges
+from service.redis_conn import connect
+from service.scripts import lua_source
+from service.settings import Settings, _parse_nodes
+from tests.conftest import make_store
+
+State = tuple[int, int]  # (epoch, value)
+
+
+# -- shared helpers ----------------------------------------------------------------------
+
+
+def backend_settings(
+    request: pytest.FixtureRequest, kind: str, pg_dsn: str, **extra: Any
+) -> Settings:
+    """Settings for a "cluster" or "single" Redis backend (the flusher always uses redis-py,
+    so the API's hot-path client variants of the ``settings`` fixture do not matter here)."""
+    if kind == "cluster":
+        nodes = request.getfixturevalue("cluster_servers")[0]
+        return Settings(pg_dsn=pg_dsn, redis_nodes=_parse_nodes(nodes), redis_timeout=5.0, **extra)
+    url = request.getfixturevalue("redis_single_url")
+    return Settings(pg_dsn=pg_dsn, redis_url=url, redis_timeout=5.0, **extra)
+
+
+def node_for(r: Any, key: str) -> Any:
+    """The redis-py client of the node holding ``key`` (``r`` itself for one node)."""
+    if hasattr(r, "get_node_from_key"):
+        return r.get_redis_connection(r.get_node_from_key(key))
+    return r
+
+
+def per_node(r: Any, n_buckets: int, tenant: str, namespaces: list[str]) -> dict[Any, list[str]]:
+    groups: dict[Any, list[str]] = {}
+    for ns in namespaces:
+        key = keys.bucket_keys(keys.bucket_of(tenant, ns, n_buckets)).values
+        groups.setdefault(node_for(r, key), []).append(ns)
+    return groups
+
+
+def increment(r: Any, n_buckets: int, tenant: str, counts: dict[str, int]) -> None:
+    """Run incr.lua ``counts[ns]`` times per counter, pipelined per node. The tenant is new
+    (no PostgreSQL rows), so the seed "0" is what hydration would have given."""
+    src, now = lua_source("incr"), int(time.time() * 1000)
+    for node, names in per_node(r, n_buckets, tenant, list(counts)).items():
+        sha = node.script_load(src)
+        pipe = node.pipeline(transaction=False)
+        for ns in names:
+            k = keys.bucket_keys(keys.bucket_of(tenant, ns, n_buckets))
+            for _ in range(counts[ns]):
+                pipe.evalsha(sha, 3, k.values, k.dirty, k.epochs, f"{tenant}/{ns}", now, "0", 0)
+        pipe.execute()
+
+
+def redis_states(r: Any, n_buckets: int, tenant: str, namespaces: list[str]) -> dict[str, State]:
+    """(epoch, value) in Redis of each counter that exists there."""
+    out: dict[str, State] = {}
+    for node, names in per_node(r, n_buckets, tenant, namespaces).items():
+        pipe = node.pipeline(transaction=False)
+        for ns in names:
+            k = keys.bucket_keys(keys.bucket_of(tenant, ns, n_buckets))
+            pipe.hget(k.values, f"{tenant}/{ns}").hget(k.epochs, f"{tenant}/{ns}")
+        res = pipe.execute()
+        for i, ns in enumerate(names):
+            if res[2 * i] is not None:
+                out[ns] = (int(res[2 * i + 1] or 0), int(res[2 * i]))
+    return out
+
+
+def dirty_names(r: Any, n_buckets: int, tenant: str, namespaces: list[str]) -> set[str]:
+    found = set()
+    for node, names in per_node(r, n_buckets, tenant, namespaces).items():
+        pipe = node.pipeline(transaction=False)
+        for ns in names:
+            dirty = keys.bucket_keys(keys.bucket_of(tenant, ns, n_buckets)).dirty
+            pipe.zscore(dirty, f"{tenant}/{ns}")
+        found |= {ns for ns, score in zip(names, pipe.execute(), strict=True) if score is not None}
+    return found
+
+
+def pg_states(dsn: str, tenant: str) -> dict[str, State]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT namespace, epoch, value FROM counters WHERE tenant = %s", (tenant,)
+        ).fetchall()
+    return {ns: (epoch, value) for ns, epoch, value in rows}
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def flush(settings: Settings, **kwargs: Any) -> Any:
+    """One pass by a fresh flusher, as a separate process or ``counterctl flush --once`` would."""
+    f = Flusher(settings, **kwargs)
+    try:
+        return f.flush_all(wait=True)
+    finally:
+        f.close()
+
+
+class Crash(Exception):
+    """Raised by a fault hook: the flusher dies at that step."""
+
+
+# -- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["cluster", "single"])
+def backend(request: pytest.FixtureRequest, pg_dsn: str) -> Settings:
+    return backend_settings(request, request.param, pg_dsn)
+
+
+@pytest.fixture
+def r(backend: Settings) -> Iterator[Any]:
+    client = connect(backend)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def flusher(backend: Settings) -> Iterator[Flusher]:
+    f = Flusher(backend)
+    yield f
+    f.close()
+
+
+# -- tests ----------------------------------------------------------------------------------
+
+
+def test_10000_counters_over_all_partitions_land_in_postgres_exactly(
+    backend: Settings, r: Any, flusher: Flusher, pg_dsn: str, new_tenant: Any
+) -> None:
+    tenant, _ = new_tenant()
+    counts = {f"c{i}": 1 + (i % 7 == 0) * (i % 5) for i in range(10_000)}
+    increment(r, backend.buckets, tenant, counts)
+    assert flusher.flush_all().rows_written >= 10_000
+    names = list(counts)
+    expected = {ns: (0, n) for ns, n in counts.items()}
+    assert redis_states(r, backend.buckets, tenant, names) == expected
+    assert pg_states(pg_dsn, tenant) == expected
+    assert dirty_names(r, backend.buckets, tenant, names) == set()
+    with psycopg.connect(pg_dsn) as conn:
+        placed = conn.execute(
+            "SELECT tableoid::regclass::text, min(bucket), max(bucket), count(*) FROM counters"
+            " WHERE tenant = %s GROUP BY 1",
+            (tenant,),
+        ).fetchall()
+    ranges = partition_ranges(backend.buckets, backend.partitions)
+    assert len(placed) == len(ranges) == 16  # every partition got rows
+    for table, low, high, _ in placed:
+        part = ranges[int(table.rsplit("_p", 1)[1])]
+        assert part.start <= low <= high < part.stop  # the flusher's ranges are the tables'
+    flusher.flush_all()
+    assert pg_states(pg_dsn, tenant) == expected
+
+
+@pytest.mark.parametrize("step", ["snapshot", "copy", "commit", "clear"])
+def test_a_crash_at_any_step_then_a_normal_flush_leaves_exact_values(
+    backend: Settings, r: Any, pg_dsn: str, new_tenant: Any, step: str
+) -> None:
+    tenant, _ = new_tenant()
+    names = [f"n{i}" for i in range(300)]
+    increment(r, backend.buckets, tenant, {ns: 1 + i % 3 for i, ns in enumerate(names)})
+
+    def crash(at: str) -> None:
+        if at == step:
+            raise Crash(at)
+
+    crashing = Flusher(backend, fault=crash)
+    with pytest.raises(Crash):
+        crashing.flush_all()
+    crashing.close()
+    stored = pg_states(pg_dsn, tenant)
+    if step in ("snapshot", "copy"):
+        assert stored == {}  # nothing committed
+    if step == "commit":
+        assert stored  # committed, but the marks were not cleared: still dirty
+        assert dirty_names(r, backend.buckets, tenant, names) >= set(stored)
+    increment(r, backend.buckets, tenant, {ns: 2 for ns in names[::4]})  # life goes on
+    flush(backend)  # the restarted flusher
+    expected = redis_states(r, backend.buckets, tenant, names)
+    assert expected == {ns: (0, 1 + i % 3 + 2 * (i % 4 == 0)) for i, ns in enumerate(names)}
+    assert pg_states(pg_dsn, tenant) == expected  # nothing lost, nothing counted twice
+    assert dirty_names(r, backend.buckets, tenant, names) == set()
+
+
+def test_two_flushers_at_once_do_not_deadlock_and_agree(
+    backend: Settings, r: Any, pg_dsn: str, new_tenant: Any
+) -> None:
+    tenant, _ = new_tenant()
+    names = [f"x{i}" for i in range(400)]
+    increment(r, backend.buckets, tenant, dict.fromkeys(names, 1))
+    stop, errors, written = threading.Event(), [], [0, 0]
+
+    def loop(i: int, wait: bool) -> None:
+        f = Flusher(backend)
+        try:
+            while not stop.is_set():
+                written[i] += f.flush_all(wait=wait).rows_written
+        except Exception as exc:  # a deadlock or any failure ends up here
+            errors.append(exc)
+        finally:
+            f.close()
+
+    threads = [
+        threading.Thread(target=loop, args=(0, False)),
+        threading.Thread(target=loop, args=(1, True)),
+    ]
+    for t in threads:
+        t.start()
+    for k in range(20):  # increments keep arriving while both flush
+        increment(r, backend.buckets, tenant, dict.fromkeys(names[k::20], 1))
+        time.sleep(0.05)
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads) and errors == []
+    flush(backend)
+    expected = dict.fromkeys(names, (0, 2))
+    assert redis_states(r, backend.buckets, tenant, names) == expected
+    assert pg_states(pg_dsn, tenant) == expected
+    assert sum(written) >= len(names)
+
+
+def test_a_partition_owned_by_another_flusher_is_left_to_it(
+    backend: Settings, r: Any, flusher: Flusher, pg_dsn: str, new_tenant: Any
+) -> None:
+    tenant, _ = new_tenant()
+    names = [f"o{i}" for i in range(200)]
+    increment(r, backend.buckets, tenant, dict.fromkeys(names, 1))
+    ranges = partition_ranges(backend.buckets, backend.partitions)
+    in_p0 = [ns for ns in names if keys.bucket_of(tenant, ns, backend.buckets) in ranges[0]]
+    assert in_p0
+    with psycopg.connect(pg_dsn, autocommit=True) as owner:
+        owner.execute("SELECT pg_advisory_lock(%s, 0)", (LOCK_CLASS,))
+        assert flusher.flush_all().skipped == 1
+        assert set(pg_states(pg_dsn, tenant)) == set(names) - set(in_p0)
+        assert dirty_names(r, backend.buckets, tenant, names) == set(in_p0)
+    flusher.flush_all()  # the owner is gone (its session ended)
+    assert set(pg_states(pg_dsn, tenant)) == set(names)
+
+
+def test_a_counter_deleted_from_redis_after_a_flush_continues_from_postgres(
+    backend: Settings, r: Any, flusher: Flusher, pg_dsn: str, new_tenant: Any
+) -> None:
+    tenant, _ = new_tenant()
+    increment(r, backend.buckets, tenant, {"gone": 7, "half-gone": 3})
+    flusher.flush_all()
+    k = keys.bucket_keys(keys.bucket_of(tenant, "gone", backend.buckets))
+    r.hdel(k.values, f"{tenant}/gone")  # as a Redis node restarting empty would
+    r.zrem(k.dirty, f"{tenant}/gone")
+    k2 = keys.bucket_keys(keys.bucket_of(tenant, "half-gone", backend.buckets))
+    r.hdel(k2.values, f"{tenant}/half-gone")  # value lost, dirty mark still there
+    r.zadd(k2.dirty, {f"{tenant}/half-gone": 1})
+    flusher.flush_all()
+    assert pg_states(pg_dsn, tenant) == {"gone": (0, 7), "half-gone": (0, 3)}  # not lowered
+    assert dirty_names(r, backend.buckets, tenant, ["half-gone"]) == set()  # mark dropped
+    store = make_store(backend)
+    try:
+        assert store.increment(tenant, "gone") == 8  # hydrated from PostgreSQL
+        assert store.increment(tenant, "half-gone") == 4
+    finally:
+        store.close()
+    flusher.flush_all()
+    assert pg_states(pg_dsn, tenant) == {"gone": (0, 8), "half-gone": (0, 4)}
+
+
+def test_redis_lowered_below_postgres_is_raised_back_counted_and_logged(
+    backend: Settings,
+    r: Any,
+    flusher: Flusher,
+    pg_dsn: str,
+    new_tenant: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tenant, _ = new_tenant()
+    increment(r, backend.buckets, tenant, {"views": 10, "other": 2})
+    flusher.flush_all()
+    k = keys.bucket_keys(keys.bucket_of(tenant, "views", backend.buckets))
+    r.hset(k.values, f"{tenant}/views", 4)  # a failover lost 6 acknowledged increments
+    increment(r, backend.buckets, tenant, {"views": 1, "other": 1})  # 5 in Redis, dirty
+    repairs, lost = (
+        metric("counter_flush_repairs_total"),
+        metric("counter_flush_repaired_increments_total"),
+    )
+    caplog.set_level(logging.WARNING, logger="counter.repair")
+    result = flusher.flush_all()
+    assert result.repaired >= 1
+    assert redis_states(r, backend.buckets, tenant, ["views", "other"]) == {
+        "views": (0, 10),
+        "other": (0, 3),
+    }
+    assert pg_states(pg_dsn, tenant) == {"views": (0, 10), "other": (0, 3)}  # never lowered
+    assert dirty_names(r, backend.buckets, tenant, ["views", "other"]) == set()
+    assert metric("counter_flush_repairs_total") - repairs >= 1
+    assert metric("counter_flush_repaired_increments_total") - lost >= 5
+    logged = [
+        rec
+        for rec in caplog.records
+        if f"{tenant}/views: 5 -> 10" in str(getattr(rec, "examples", ""))
+    ]
+    assert len(logged) == 1
+    increment(r, backend.buckets, tenant, {"views": 1})
+    assert redis_states(r, backend.buckets, tenant, ["views"]) == {"views": (0, 11)}
+
+
+def test_a_newer_epoch_replaces_a_larger_value_and_an_older_one_never_does(
+    backend: Settings, r: Any, flusher: Flusher, pg_dsn: str, new_tenant: Any
+) -> None:
+    tenant, _ = new_tenant()
+    increment(r, backend.buckets, tenant, {"reset": 50})
+    flusher.flush_all()
+    k = keys.bucket_keys(keys.bucket_of(tenant, "reset", backend.buckets))
+    member = f"{tenant}/reset"
+    r.hset(k.values, member, 2)  # what a reset (epoch raise) would leave
+    r.hset(k.epochs, member, 1)
+    r.zadd(k.dirty, {member: int(time.time() * 1000)})
+    flusher.flush_all()
+    assert pg_states(pg_dsn, tenant) == {"reset": (1, 2)}
+    r.hdel(k.epochs, member)  # back to epoch 0 with a larger value: older, must not win
+    r.hset(k.values, member, 40)
+    r.zadd(k.dirty, {member: int(time.time() * 1000)})
+    flusher.flush_all()
+    assert pg_states(pg_dsn, tenant) == {"reset": (1, 2)}
+    assert redis_states(r, backend.buckets, tenant, ["reset"]) == {"reset": (1, 2)}  # repaired
+
+
+def same_bucket_names(tenant: str, n_buckets: int, count: int) -> list[str]:
+    by_bucket: dict[int, list[str]] = {}
+    for i in range(200_000):
+        names = by_bucket.setdefault(keys.bucket_of(tenant, f"s{i}", n_buckets), [])
+        names.append(f"s{i}")
+        if len(names) == count:
+            return names
+    raise AssertionError("no bucket filled")
+
+
+def test_hot_counters_do_not_starve_the_rest_of_their_bucket(
+    request: pytest.FixtureRequest, pg_dsn: str, new_tenant: Any
+) -> None:
+    small = backend_settings(request, "single", pg_dsn, flush_batch=2)
+    tenant, _ = new_tenant()
+    names = same_bucket_names(tenant, small.buckets, 6)
+    r = connect(small)
+    increment(r, small.buckets, tenant, dict.fromkeys(names, 1))
+    # Same score (same ms), so the zset orders them by name: these two are read first,
+    # and they change before every clear, so their marks stay at the front.
+    hot = sorted(names)[:2]
+
+    def touch(step: str) -> None:
+        if step == "commit":
+            increment(r, small.buckets, tenant, dict.fromkeys(hot, 1))
+
+    f = Flusher(small, fault=touch)
+    f.flush_all()
+    f.close()
+    assert set(pg_states(pg_dsn, tenant)) == set(names)  # every counter got its turn
+    assert dirty_names(r, small.buckets, tenant, names) == set(hot)
+    r.close()
+
+
+def test_a_counter_changed_during_a_flush_keeps_its_mark_until_its_new_value_is_flushed(
+    backend: Settings, r: Any, pg_dsn: str, new_tenant: Any
+) -> None:
+    tenant, _ = new_tenant()
+    increment(r, backend.buckets, tenant, {"busy": 3, "calm": 3})
+    once = [True]
+
+    def race(step: str) -> None:  # an increment lands between busy's commit and its clear
+        if step == "commit" and once and "busy" in pg_states(pg_dsn, tenant):
+            once.pop()
+            increment(r, backend.buckets, tenant, {"busy": 1})
+
+    f = Flusher(backend, fault=race)
+    f.flush_all()
+    assert pg_states(pg_dsn, tenant) == {"busy": (0, 3), "calm": (0, 3)}
+    assert dirty_names(r, backend.buckets, tenant, ["busy", "calm"]) == {"busy"}
+    f.flush_all()
+    f.close()
+    assert pg_states(pg_dsn, tenant) == {"busy": (0, 4), "calm": (0, 3)}
+    assert dirty_names(r, backend.buckets, tenant, ["busy", "calm"]) == set()
+
+
+def test_flush_lag_is_the_oldest_unflushed_mark_and_stays_true_for_a_busy_counter(
+    backend: Settings, r: Any, new_tenant: Any
+) -> None:
+    tenant, _ = new_tenant()
+    increment(r, backend.buckets, tenant, {"busy": 1})
+    k = keys.bucket_keys(keys.bucket_of(tenant, "busy", backend.buckets))
+    member = f"{tenant}/busy"
+    r.zadd(k.dirty, {member: int(time.time() * 1000) - 3_600_000}, xx=True)  # dirty for 1 h
+
+    def busy(step: str) -> None:  # the counter changes during every flush of it
+        if step == "commit":
+            increment(r, backend.buckets, tenant, {"busy": 1})
+
+    started_ms = int(time.time() * 1000)
+    f = Flusher(backend, fault=busy)
+    f.flush_all()
+    assert metric("counter_flush_lag_seconds") >= 3600
+    score = r.zscore(k.dirty, member)
+    assert score is not None and score >= started_ms  # still dirty, but only since this pass
+    f.fault = lambda step: None
+    f.flush_all()
+    assert metric("counter_flush_lag_seconds") < 60
+    assert r.zscore(k.dirty, member) is None
+    f.close()
