@@ -57,7 +57,8 @@ def main_rps(results: dict[str, Any], app: str, workers: int | None = None) -> t
 
 def ratios(results: dict[str, Any], equal: int) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for app in (PRODUCT, "service-gthread"):
+    measured = {a["name"] for a in results["apps"]}
+    for app in (a for a in (PRODUCT, "service-gthread", "service-redispy") if a in measured):
         svc_best, svc_w = main_rps(results, app)
         svc_eq, _ = main_rps(results, app, equal)
         for base, name in BASELINES.items():

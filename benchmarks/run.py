@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument(
         "--apps",
-        default=",".join(a.name for a in APPS),
+        default=",".join(a.name for a in APPS if a.default),
         help="comma-separated subset of: " + ", ".join(a.name for a in APPS),
     )
     parser.add_argument("--flush-interval", type=float, default=1.0, help="COUNTER_FLUSH_INTERVAL")

@@ -35,6 +35,8 @@ class AppSpec:
     product: bool  # False for baselines: shown as "not the product"
     module: str | None = None  # baseline WSGI target "benchmarks.baselines.x:app"
     worker_class: str = "meinheld"  # COUNTER_WORKER_CLASS for the service
+    redis_client: str = "lean"  # COUNTER_REDIS_CLIENT for the service
+    default: bool = True  # measured unless --apps says otherwise
     workloads: tuple[str, ...] = ("post-spread", "post-hot", "get-spread")
 
     def command(self, bind: str, workers: int) -> list[str]:
@@ -65,6 +67,16 @@ class AppSpec:
 APPS = (
     AppSpec("service", "service (meinheld)", True),
     AppSpec("service-gthread", "service (gthread)", True, worker_class="gthread"),
+    # The product with redis-py on the hot path instead of the lean client: measures the
+    # lean client's effect (`--apps service,service-redispy,naive-incr,ceiling`).
+    AppSpec(
+        "service-redispy",
+        "service (meinheld, redis-py client)",
+        True,
+        redis_client="redis-py",
+        workloads=("post-spread",),
+        default=False,
+    ),
     AppSpec(
         "ceiling",
         "HTTP ceiling: fixed JSON",
@@ -105,6 +117,7 @@ class Server:
             "COUNTER_BIND": bind,
             "COUNTER_WORKERS": str(workers),
             "COUNTER_WORKER_CLASS": spec.worker_class,
+            "COUNTER_REDIS_CLIENT": spec.redis_client,
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         }
         self.cmd = spec.command(bind, workers)
