@@ -2,7 +2,11 @@
 
 PERF: the increment hot path sends one pre-packed command and reads one reply;
 redis-py's general client spends ~90 µs of CPU per call on pools, retries,
-callbacks and cluster bookkeeping that this path does not need.
+callbacks and cluster bookkeeping that this path does not need. Measured in one
+run (`python -m benchmarks.run --profile quick --apps
+service,service-redispy,naive-incr,ceiling`, 2 cores, 4 workers): 9,712 req/s
+with this client against 5,927 with redis-py, i.e. 1.19x instead of 0.72x the
+naive redis-py INCR app.
 """
 
 from __future__ import annotations
