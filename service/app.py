@@ -34,8 +34,6 @@ def create_app(
         )
     auth = Authenticator(store.db, settings.auth_cache_ttl)
     app = falcon.App()
-    # PERF: namespaces are validated by our own regex; skip Falcon's query parsing extras.
-    app.req_options.auto_parse_form_urlencoded = False
     counters = CounterResource(store, auth, settings.max_body_bytes)
     for prefix in COUNTER_PREFIXES:
         # {namespace:path} also captures '/', so "a/b" or "a%2Fb" reach validation
