@@ -18,6 +18,7 @@ BIN = Path(sys.executable).parent
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COUNTER_")}
     env["COUNTER_PG_DSN"] = settings.pg_dsn
+    env["COUNTER_REDIS_CLIENT"] = settings.redis_client
     if settings.cluster:
         env["COUNTER_REDIS_NODES"] = ",".join(f"{h}:{p}" for h, p in settings.redis_nodes)
     else:
