@@ -55,20 +55,39 @@ def pg_dsn(pg_servers: tuple[str, Any]) -> str:
     return pg_servers[0]
 
 
+def backend_settings(
+    request: pytest.FixtureRequest, kind: str, pg_dsn: str, **extra: Any
+) -> Settings:
+    """Settings for a "cluster" or "single" Redis backend, on the session's servers."""
+    if kind == "cluster":
+        nodes = request.getfixturevalue("cluster_servers")[0]
+        return Settings(pg_dsn=pg_dsn, redis_nodes=_parse_nodes(nodes), redis_timeout=5.0, **extra)
+    url = request.getfixturevalue("redis_single_url")
+    return Settings(pg_dsn=pg_dsn, redis_url=url, redis_timeout=5.0, **extra)
+
+
 @pytest.fixture(
     scope="session", params=["cluster-lean", "single-lean", "cluster-redispy", "single-redispy"]
 )
 def settings(request: pytest.FixtureRequest, pg_dsn: str) -> Settings:
     """Settings for one Redis backend and hot-path client; dependent tests run on each."""
-    backend, client = request.param.split("-")
+    kind, client = request.param.split("-")
     client = "redis-py" if client == "redispy" else client
-    if backend == "cluster":
-        nodes = request.getfixturevalue("cluster_servers")[0]
-        return Settings(
-            pg_dsn=pg_dsn, redis_nodes=_parse_nodes(nodes), redis_timeout=5.0, redis_client=client
-        )
-    url = request.getfixturevalue("redis_single_url")
-    return Settings(pg_dsn=pg_dsn, redis_url=url, redis_timeout=5.0, redis_client=client)
+    return backend_settings(request, kind, pg_dsn, redis_client=client)
+
+
+@pytest.fixture(params=["cluster", "single"])
+def backend(request: pytest.FixtureRequest, pg_dsn: str) -> Settings:
+    """Settings per Redis backend only, for code that always uses redis-py (the flusher)."""
+    return backend_settings(request, request.param, pg_dsn)
+
+
+@pytest.fixture
+def r(backend: Settings) -> Iterator[Any]:
+    """A redis-py client on ``backend``."""
+    client = connect(backend)
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="session")

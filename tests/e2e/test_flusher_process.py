@@ -9,17 +9,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devstack import free_port
-from service.redis_conn import connect
 from service.settings import Settings
 from tests.integration.test_flush import (
-    backend_settings,
     dirty_names,
     flush,
     increment,
@@ -27,18 +24,6 @@ from tests.integration.test_flush import (
 )
 
 FLUSHER = Path(sys.executable).parent / "counter-flusher"
-
-
-@pytest.fixture(params=["cluster", "single"])
-def backend(request: pytest.FixtureRequest, pg_dsn: str) -> Settings:
-    return backend_settings(request, request.param, pg_dsn)
-
-
-@pytest.fixture
-def r(backend: Settings) -> Iterator[Any]:
-    client = connect(backend)
-    yield client
-    client.close()
 
 
 def flusher_env(s: Settings, **extra: str) -> dict[str, str]:

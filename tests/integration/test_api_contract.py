@@ -121,9 +121,7 @@ def test_revocation_takes_effect_after_the_cache_ttl(
     assert client.simulate_post(MISC + "x", headers=hdr(key)).status_code == 200
 
 
-def test_unauthorized_requests_touch_nothing(
-    client: Any, rclient: Any, new_tenant: Any
-) -> None:
+def test_unauthorized_requests_touch_nothing(client: Any, rclient: Any, new_tenant: Any) -> None:
     tenant, _ = new_tenant()
     client.simulate_post(MISC + "x", headers=hdr("wrong"))
     assert redis_fields_of_tenant(rclient, tenant) == []

@@ -21,25 +21,13 @@ from service.flush_pg import LOCK_CLASS
 from service.flush_plan import partition_ranges
 from service.redis_conn import connect
 from service.scripts import lua_source
-from service.settings import Settings, _parse_nodes
-from tests.conftest import make_store
+from service.settings import Settings
+from tests.conftest import backend_settings, make_store
 
 State = tuple[int, int]  # (epoch, value)
 
 
 # -- shared helpers ----------------------------------------------------------------------
-
-
-def backend_settings(
-    request: pytest.FixtureRequest, kind: str, pg_dsn: str, **extra: Any
-) -> Settings:
-    """Settings for a "cluster" or "single" Redis backend (the flusher always uses redis-py,
-    so the API's hot-path client variants of the ``settings`` fixture do not matter here)."""
-    if kind == "cluster":
-        nodes = request.getfixturevalue("cluster_servers")[0]
-        return Settings(pg_dsn=pg_dsn, redis_nodes=_parse_nodes(nodes), redis_timeout=5.0, **extra)
-    url = request.getfixturevalue("redis_single_url")
-    return Settings(pg_dsn=pg_dsn, redis_url=url, redis_timeout=5.0, **extra)
 
 
 def node_for(r: Any, key: str) -> Any:
@@ -123,18 +111,6 @@ class Crash(Exception):
 
 
 # -- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["cluster", "single"])
-def backend(request: pytest.FixtureRequest, pg_dsn: str) -> Settings:
-    return backend_settings(request, request.param, pg_dsn)
-
-
-@pytest.fixture
-def r(backend: Settings) -> Iterator[Any]:
-    client = connect(backend)
-    yield client
-    client.close()
 
 
 @pytest.fixture

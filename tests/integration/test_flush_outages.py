@@ -20,17 +20,11 @@ from service.redis_conn import connect
 from service.settings import Settings
 from tests.conftest import make_store
 from tests.integration.test_flush import (
-    backend_settings,
     increment,
     metric,
     pg_states,
     redis_states,
 )
-
-
-@pytest.fixture(params=["cluster", "single"])
-def backend(request: pytest.FixtureRequest, pg_dsn: str) -> Settings:
-    return backend_settings(request, request.param, pg_dsn)
 
 
 def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:

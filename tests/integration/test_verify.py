@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from service import cli, keys
-from service.redis_conn import connect
 from service.settings import Settings
+from tests.conftest import backend_settings
 from tests.integration.test_flush import (
-    backend_settings,
     dirty_names,
     flush,
     increment,
@@ -37,13 +35,6 @@ def backend(
     else:
         monkeypatch.setenv("COUNTER_REDIS_URL", str(s.redis_url))
     return s
-
-
-@pytest.fixture
-def r(backend: Settings) -> Iterator[Any]:
-    client = connect(backend)
-    yield client
-    client.close()
 
 
 def counterctl(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str]]:
