@@ -68,3 +68,10 @@ def test_the_flusher_only_flushes_names_the_api_accepts() -> None:
     assert keys.NAME_RE.pattern == "[A-Za-z0-9_-]{1,64}"
     assert keys.TENANT_RE.pattern == "[A-Za-z0-9_-]{1,32}"
     assert "'^([%w_%-]+)/([%w_%-]+)$'" in lua_source("snapshot")
+
+
+def test_the_oldest_mark_score_is_read_from_resp2_and_resp3_replies() -> None:
+    from service.flush_redis import _head_score
+
+    assert _head_score([b"t/x", b"1700000000123"]) == 1700000000123.0  # RESP2: flat
+    assert _head_score([[b"t/x", 1700000000123.0]]) == 1700000000123.0  # RESP3: pairs
