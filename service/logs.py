@@ -32,3 +32,28 @@ def setup_logging(level: str = "INFO") -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
+
+
+class OutageLog:
+    """Logs a backend going down once and coming back once, not once per request.
+
+    During an outage every request fails; one line per failure would flood the log
+    at thousands of requests per second. Failures are still counted per request
+    (``counter_http_errors_total{status="503"}``).
+    """
+
+    def __init__(self, log: logging.Logger, backend: str) -> None:
+        self.log = log
+        self.backend = backend
+        self.down = False
+
+    def failed(self, exc: BaseException | str) -> None:
+        if not self.down:
+            self.down = True
+            self.log.warning(f"{self.backend} unavailable", extra={"error": str(exc)})
+
+    def ok(self) -> None:
+        # PERF: one attribute test on the success path.
+        if self.down:
+            self.down = False
+            self.log.info(f"{self.backend} available again")

@@ -15,6 +15,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from service.errors import Unavailable
+from service.logs import OutageLog
 
 log = logging.getLogger("counter.pg")
 
@@ -36,6 +37,7 @@ class Database:
         self._timeout = timeout
         self._pool: ConnectionPool[Any] | None = None
         self._lock = threading.Lock()
+        self._outage = OutageLog(log, "postgres")
 
     @property
     def pool(self) -> ConnectionPool[Any]:
@@ -63,10 +65,11 @@ class Database:
         try:
             with self.pool.connection() as conn:
                 row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
-                return row
         except (psycopg.OperationalError, PoolTimeout) as exc:
-            log.warning("postgres unavailable", extra={"error": type(exc).__name__})
+            self._outage.failed(type(exc).__name__)  # the name only: messages may hold a DSN
             raise Unavailable("Database unavailable, retry later") from None
+        self._outage.ok()
+        return row
 
     def read_counter(self, bucket: int, tenant: str, namespace: str) -> tuple[int, int]:
         """``(epoch, value)`` of the stored row, ``(0, 0)`` when there is none."""

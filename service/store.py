@@ -16,6 +16,7 @@ from redis.crc import key_slot
 
 from service import keys
 from service.errors import Unavailable
+from service.logs import OutageLog
 from service.metrics import HYDRATIONS
 from service.pg import Database
 from service.redis_access import CounterRedis, RedisUnavailable
@@ -33,6 +34,7 @@ class CounterStore:
         self._redis_factory = redis_factory
         self._redis: CounterRedis | None = None
         self._lock = threading.Lock()
+        self._outage = OutageLog(log, "redis")
         self.db = db
         self.n_buckets = n_buckets
         # PERF: key names and cluster slot of every bucket computed once, not per request.
@@ -49,7 +51,7 @@ class CounterStore:
                     try:
                         self._redis = self._redis_factory()
                     except Exception as exc:  # cluster discovery fails with many error types
-                        log.warning("redis connect failed", extra={"error": repr(exc)})
+                        self._outage.failed(repr(exc))
                         raise Unavailable("Counter store unavailable, retry later") from None
         return self._redis
 
@@ -71,20 +73,23 @@ class CounterStore:
                 self._slots[bucket], self._keys[bucket].values, keys.member(tenant, namespace)
             )
         except RedisUnavailable as exc:
-            log.warning("redis read failed", extra={"error": str(exc)})
+            self._outage.failed(exc)
             raise Unavailable("Counter store unavailable, retry later") from None
+        self._outage.ok()
         if raw is not None:
             return int(raw)
         return self.db.read_counter(bucket, tenant, namespace)[1]
 
     def _incr(self, bucket: int, args: tuple[str, int, str | int, int]) -> int:
         try:
-            return self.redis.incr(self._slots[bucket], self._script_keys[bucket], args)
+            value = self.redis.incr(self._slots[bucket], self._script_keys[bucket], args)
         except RedisUnavailable as exc:
             # Unknown outcome (timeout, dropped connection) or refused (down):
             # never guess, never resend. The client may retry.
-            log.warning("redis increment failed", extra={"error": str(exc)})
+            self._outage.failed(exc)
             raise Unavailable("Counter store unavailable, increment may not have applied") from None
+        self._outage.ok()
+        return value
 
     def ping(self) -> bool:
         try:
