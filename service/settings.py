@@ -130,24 +130,25 @@ class _Reader:
             raise SettingsError(f"{name}={raw!r} is invalid: {exc}") from None
 
 
-def _int_in(low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        value = int(raw)
+N = TypeVar("N", int, float)
+
+
+def _number_in(kind: Callable[[str], N], low: N, high: N) -> Callable[[str], N]:
+    def parse(raw: str) -> N:
+        value = kind(raw)
         if not low <= value <= high:
             raise ValueError(f"must be between {low} and {high}")
         return value
 
     return parse
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    return _number_in(int, low, high)
 
 
 def _float_in(low: float, high: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        value = float(raw)
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}")
-        return value
-
-    return parse
+    return _number_in(float, low, high)
 
 
 def _choice(options: Mapping[str, object]) -> Callable[[str], str]:
