@@ -88,7 +88,14 @@ class LeanRedis:
         while tries < MAX_REDIRECTS:
             tries += 1
             conn = self._conn(addr)
-            reply = conn.call(ASKING + packed, replies=2) if asking else conn.call(packed)
+            try:
+                reply = conn.call(ASKING + packed, replies=2) if asking else conn.call(packed)
+            except ConnectionLost:
+                # The node may be gone for good (a replica promoted elsewhere): ask the
+                # cluster for the map again on the next call. This call is not re-sent.
+                if self.cluster:
+                    self._slots = None
+                raise
             if not isinstance(reply, ReplyError):
                 return reply
             message = str(reply)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from redis.crc import key_slot
 
 from devstack import RedisCluster
@@ -70,6 +71,41 @@ def test_a_restarted_empty_master_loses_only_unflushed_increments(
             assert values[ns] == (4 if ns in lost else 5), ns
         flusher.flush_all(wait=True)
         flusher.close()
+        store.close()
+    finally:
+        cluster.stop()
+
+
+def test_after_a_master_dies_and_its_slot_moves_the_next_call_finds_the_new_owner(
+    tmp_path: Path, pg_dsn: str, new_tenant: Any
+) -> None:
+    """As after a failover: the old address refuses connections, the cluster names another
+    master for the slot. One request fails with 503 (never re-sent); the next one succeeds."""
+    import redis
+
+    cluster = RedisCluster(tmp_path / "cluster", masters=3)
+    try:
+        settings = Settings(pg_dsn=pg_dsn, redis_nodes=_parse_nodes(cluster.start()))
+        store = make_store(settings)
+        tenant, _ = new_tenant()
+        ns = next(
+            f"n{i}" for i in range(100) if _owner_index(cluster, settings, tenant, f"n{i}") == 0
+        )
+        assert store.increment(tenant, ns) == 1
+        Flusher(settings).flush_all(wait=True)
+
+        slot = key_slot(
+            keys.bucket_keys(keys.bucket_of(tenant, ns, settings.buckets)).values.encode()
+        )
+        cluster.kill_node(0)
+        survivors = [redis.Redis(host=h, port=p) for h, p in cluster.nodes[1:]]
+        new_owner = survivors[0].execute_command("CLUSTER", "MYID")
+        for node in survivors:
+            node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", new_owner)
+
+        with pytest.raises(Unavailable):
+            store.increment(tenant, ns)  # the dead address: outcome unknown, not re-sent
+        assert store.increment(tenant, ns) == 2  # new owner, hydrated from PostgreSQL's 1
         store.close()
     finally:
         cluster.stop()
