@@ -40,7 +40,12 @@ def split_member(field: str) -> tuple[str, str]:
 
 def bucket_of(tenant: str, namespace: str, n_buckets: int) -> int:
     """Stable bucket: xxh64 (seed 0) of the UTF-8 member name, modulo the bucket count."""
-    return xxhash.xxh64_intdigest(member(tenant, namespace).encode()) % n_buckets
+    return bucket_of_member(member(tenant, namespace), n_buckets)
+
+
+def bucket_of_member(field: str, n_buckets: int) -> int:
+    """``bucket_of`` for a member name already built (the hot path builds it once)."""
+    return xxhash.xxh64_intdigest(field.encode()) % n_buckets
 
 
 class BucketKeys(NamedTuple):

@@ -56,8 +56,8 @@ class CounterStore:
         return self._redis
 
     def increment(self, tenant: str, namespace: str) -> int:
-        bucket = keys.bucket_of(tenant, namespace, self.n_buckets)
         field = keys.member(tenant, namespace)
+        bucket = keys.bucket_of_member(field, self.n_buckets)
         now_ms = int(time.time() * 1000)
         value = self._incr(bucket, (field, now_ms, "", 0))
         if value == NEEDS_HYDRATION:
@@ -67,11 +67,10 @@ class CounterStore:
         return value
 
     def get(self, tenant: str, namespace: str) -> int:
-        bucket = keys.bucket_of(tenant, namespace, self.n_buckets)
+        field = keys.member(tenant, namespace)
+        bucket = keys.bucket_of_member(field, self.n_buckets)
         try:
-            raw = self.redis.hget(
-                self._slots[bucket], self._keys[bucket].values, keys.member(tenant, namespace)
-            )
+            raw = self.redis.hget(self._slots[bucket], self._keys[bucket].values, field)
         except RedisUnavailable as exc:
             self._outage.failed(exc)
             raise Unavailable("Counter store unavailable, retry later") from None

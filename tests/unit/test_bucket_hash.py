@@ -27,3 +27,9 @@ def test_every_key_of_a_bucket_shares_one_hash_tag() -> None:
     keys = bucket_keys(2961)
     assert all("{2961}" in k for k in keys)
     assert len(set(keys)) == 3
+
+
+def test_the_hot_paths_member_hash_is_the_same_bucket() -> None:
+    from service.keys import bucket_of_member
+
+    assert bucket_of_member(member("acme", "page-views"), 4096) == 2961
