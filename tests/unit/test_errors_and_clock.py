@@ -1,6 +1,8 @@
 """Error bodies share one shape; timestamps are RFC 3339 UTC seconds."""
 
 import re
+import time
+from datetime import UTC
 
 import orjson
 
@@ -19,5 +21,9 @@ def test_unknown_statuses_map_by_class() -> None:
     assert orjson.loads(error_body(502, "x"))["error"] == "internal_error"
 
 
-def test_timestamp_is_cached_but_current() -> None:
-    assert utc_timestamp() == utc_timestamp()
+def test_the_cached_timestamp_is_the_current_utc_second() -> None:
+    from datetime import datetime
+
+    before = int(time.time())
+    stamp = datetime.strptime(utc_timestamp(), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert before <= stamp.timestamp() <= time.time()
