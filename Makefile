@@ -13,13 +13,13 @@ help:
 deps:
 	@bash deploy/ensure-system-packages.sh
 
-# meinheld goes in with --no-deps: its pin on greenlet<0.5 does not build on Python 3.11+,
-# and it runs on the current greenlet that pyproject.toml requires.
+# meinheld is built from source against the installed greenlet (deploy/build_meinheld.py
+# says why): PyPI's build pins greenlet<0.5, which does not build on Python 3.11+.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
-	$(PY) -m pip install -q --no-deps 'meinheld==1.0.2'
+	$(PY) deploy/build_meinheld.py
 	@touch $@
 
 install: deps $(STAMP)
@@ -43,7 +43,7 @@ test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check $(wildcard service tests devstack loadtest benchmarks)
+	$(VENV)/bin/ruff check $(wildcard service tests devstack loadtest benchmarks deploy)
 	$(VENV)/bin/mypy
 
 loadtest: install      ## Locust, headless and bounded, against `make up`'s stack (starts one if needed)
