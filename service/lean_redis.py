@@ -9,16 +9,16 @@ a lost connection or a timeout, whose outcome is unknown.
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from service.resp import ConnectionLost, NodeConnection, ReplyError, pack
+from service.resp import ConnectionLost, NodeConnection, ReplyError, WaitReadable, pack
 
 Addr = tuple[str, int]
 N_SLOTS = 16384
 MAX_REDIRECTS = 10
+MAX_IDLE = 64  # idle connections kept per node; more are closed after their call
 TRYAGAIN_PAUSE = 0.05  # seconds
 ASKING = pack("ASKING")
 
@@ -28,23 +28,46 @@ class CommandRefused(Exception):
 
 
 class LeanRedis:
-    """Thread-safe: every thread has its own connection per node."""
+    """Safe for threads and greenlets: each call borrows a connection from a pool per node.
 
-    def __init__(self, seeds: Sequence[Addr], *, cluster: bool, timeout: float) -> None:
+    With ``wait`` (under meinheld, see ``service.coop``) the connections are
+    non-blocking and a request waiting for Redis lets the worker serve others;
+    the pool then holds about one connection per request in flight.
+    """
+
+    def __init__(
+        self,
+        seeds: Sequence[Addr],
+        *,
+        cluster: bool,
+        timeout: float,
+        wait: WaitReadable | None = None,
+    ) -> None:
         self.seeds = list(seeds)
         self.cluster = cluster
         self.timeout = timeout
-        self._local = threading.local()
+        self.wait = wait
+        self._idle: dict[Addr, list[NodeConnection]] = {}
         self._slots: list[Addr | None] | None = None
 
-    def _conn(self, addr: Addr) -> NodeConnection:
-        conns: dict[Addr, NodeConnection] | None = getattr(self._local, "conns", None)
-        if conns is None:
-            conns = self._local.conns = {}
-        conn = conns.get(addr)
-        if conn is None:
-            conn = conns[addr] = NodeConnection(addr, self.timeout)
-        return conn
+    def _call(self, addr: Addr, packed: bytes, replies: int = 1) -> Any:
+        """One call on a connection lent from ``addr``'s pool, returned after a reply.
+
+        A connection that failed is closed by ``NodeConnection`` and not returned.
+        """
+        idle = self._idle.get(addr)
+        if idle is None:
+            idle = self._idle.setdefault(addr, [])
+        try:
+            conn = idle.pop()  # list.pop and append are atomic: no lock for threads
+        except IndexError:
+            conn = NodeConnection(addr, self.timeout, self.wait)
+        reply = conn.call(packed, replies)
+        if len(idle) < MAX_IDLE:
+            idle.append(conn)
+        else:
+            conn.close()
+        return reply
 
     def masters(self) -> list[Addr]:
         if not self.cluster:
@@ -59,7 +82,7 @@ class LeanRedis:
             if addr is None:
                 continue
             try:
-                reply = self._conn(addr).call(pack("CLUSTER", "SLOTS"))
+                reply = self._call(addr, pack("CLUSTER", "SLOTS"))
             except ConnectionLost:
                 continue
             if isinstance(reply, ReplyError):
@@ -87,9 +110,8 @@ class LeanRedis:
         tries = 0
         while tries < MAX_REDIRECTS:
             tries += 1
-            conn = self._conn(addr)
             try:
-                reply = conn.call(ASKING + packed, replies=2) if asking else conn.call(packed)
+                reply = self._call(addr, ASKING + packed, 2) if asking else self._call(addr, packed)
             except ConnectionLost:
                 # The node may be gone for good (a replica promoted elsewhere): ask the
                 # cluster for the map again on the next call. This call is not re-sent.
@@ -118,13 +140,15 @@ class LeanRedis:
 
     def ping_all(self) -> bool:
         try:
-            return all(self._conn(a).call(pack("PING")) == b"PONG" for a in self.masters())
+            return all(self._call(a, pack("PING")) == b"PONG" for a in self.masters())
         except (ConnectionLost, CommandRefused):
             return False
 
     def close(self) -> None:
-        for conn in getattr(self._local, "conns", {}).values():
-            conn.close()
+        """Close the idle connections (those lent out are closed when they fail)."""
+        for idle in self._idle.values():
+            while idle:
+                idle.pop().close()
 
 
 class LeanScript:

@@ -12,6 +12,7 @@ naive redis-py INCR app.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import hiredis
@@ -29,14 +30,23 @@ class ConnectionLost(Exception):
     """The socket failed or timed out: the outcome of the command is unknown."""
 
 
+# Waits until ``fd`` is readable or ``timeout`` seconds pass (then raises OSError).
+# Given one, a connection is non-blocking and yields to other requests while Redis
+# answers (see ``service.coop``); without one, it blocks the thread.
+WaitReadable = Callable[[int, float], None]
+
+
 class NodeConnection:
-    """Not thread-safe: each thread keeps its own (see LeanRedis)."""
+    """Used by one caller at a time: LeanRedis lends it out for one call."""
 
-    __slots__ = ("addr", "timeout", "_sock", "_reader")
+    __slots__ = ("addr", "timeout", "wait", "_sock", "_reader")
 
-    def __init__(self, addr: tuple[str, int], timeout: float) -> None:
+    def __init__(
+        self, addr: tuple[str, int], timeout: float, wait: WaitReadable | None = None
+    ) -> None:
         self.addr = addr
         self.timeout = timeout
+        self.wait = wait
         self._sock: socket.socket | None = None
         self._reader = hiredis.Reader()
 
@@ -46,6 +56,10 @@ class NodeConnection:
         except OSError as exc:
             raise ConnectionLost(f"connect to {self.addr[0]}:{self.addr[1]}: {exc}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.wait is not None:
+            # One command in flight per connection and commands far below the send
+            # buffer: sendall never meets a full buffer; only recv waits.
+            sock.setblocking(False)
         self._sock = sock
         self._reader = hiredis.Reader()
         return sock
@@ -59,13 +73,20 @@ class NodeConnection:
         """
         sock = self._sock or self._connect()
         reader = self._reader
+        wait = self.wait
         try:
             sock.sendall(packed)
             reply: Any = False
             for _ in range(replies):
                 reply = reader.gets()
                 while reply is False:
-                    data = sock.recv(65536)
+                    if wait is not None:
+                        # PERF: wait first; a recv now would nearly always find nothing.
+                        wait(sock.fileno(), self.timeout)
+                    try:
+                        data = sock.recv(65536)
+                    except BlockingIOError:  # woken without data: wait again
+                        continue
                     if not data:
                         raise ConnectionLost("connection closed by server")
                     reader.feed(data)

@@ -1,0 +1,58 @@
+"""Cooperative Redis waits under the meinheld worker.
+
+meinheld runs every request in a greenlet on one event loop. A blocking ``recv``
+on Redis parks the whole worker process: a context switch out and back in per
+request, with caches gone cold in between. Waiting through meinheld's loop
+(``trampoline``) instead lets the worker read, run and answer other requests
+while Redis works, and several commands reach Redis per wake-up.
+
+It needs meinheld built against the greenlet it runs with: the PyPI source
+reads greenlet's internals through a bundled 2013 header and crashes on
+greenlet 3 here (``deploy/build_meinheld.py`` builds it right).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from importlib.metadata import PackageNotFoundError, version
+
+from service.resp import WaitReadable
+
+log = logging.getLogger("counter.coop")
+SAFE_BUILD = "1.0.2+greenlet3"  # what deploy/build_meinheld.py installs
+
+_wait: WaitReadable | None = None
+
+
+def enable_meinheld() -> bool:
+    """Make Redis waits cooperative in this meinheld worker; False if the build is unsafe."""
+    global _wait
+    try:
+        build = version("meinheld")
+    except PackageNotFoundError:
+        build = "none"
+    if build != SAFE_BUILD:
+        log.warning(
+            "meinheld %s is not the build from deploy/build_meinheld.py: "
+            "Redis waits block the worker (slower, still correct)",
+            build,
+        )
+        return False
+    from meinheld import server
+
+    trampoline = server.trampoline
+
+    def wait_readable(fd: int, timeout: float) -> None:
+        # meinheld's timer ticks once a second, so a wait of n seconds ends between n-1
+        # and n+1 s: asking for ceil(timeout)+1 never gives up before ``timeout``. It
+        # raises meinheld.server.timeout, an OSError: the connection reports it lost.
+        trampoline(fd, read=True, timeout=math.ceil(timeout) + 1)
+
+    _wait = wait_readable
+    return True
+
+
+def redis_wait() -> WaitReadable | None:
+    """The wait for Redis replies in this process, or None to block the thread."""
+    return _wait

@@ -1,0 +1,129 @@
+"""Under meinheld, a request waiting on Redis does not hold up the worker's other requests.
+
+One worker only, so with blocking Redis IO every request below would queue
+behind the one waiting on a busy node. The busy node runs a Lua loop: it answers
+nobody until the loop ends, then runs what waited in its socket buffers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from service import keys
+from service.settings import Settings
+from tests.e2e.server import Gunicorn, settings_env
+from tests.e2e.test_http_service import request
+from tests.helpers import node_of
+
+BUSY_LUA = """
+local t = redis.call('TIME')
+local start = t[1] * 1000000 + t[2]
+repeat
+  t = redis.call('TIME')
+until t[1] * 1000000 + t[2] - start > tonumber(ARGV[1]) * 1000
+return 1
+"""
+
+
+@pytest.fixture
+def one_worker(cluster_settings: Settings, tmp_path: Path) -> Iterator[Gunicorn]:
+    env = settings_env(cluster_settings, COUNTER_WORKERS="1", COUNTER_REDIS_TIMEOUT="1")
+    server = Gunicorn(env, tmp_path / "gunicorn.log")
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+def namespaces_on_two_nodes(rclient: Any, tenant: str, n_buckets: int) -> tuple[str, str, Any]:
+    """A namespace on some node, one on another node, and the first one's node client."""
+    nodes: dict[tuple[str, int], str] = {}
+    for i in range(200):
+        ns = f"ns-{i}"
+        key = keys.bucket_keys(keys.bucket_of(tenant, ns, n_buckets)).values
+        node = rclient.get_node_from_key(key)
+        nodes.setdefault((node.host, node.port), ns)
+        if len(nodes) == 2:
+            busy_ns, free_ns = nodes.values()
+            return (
+                busy_ns,
+                free_ns,
+                node_of(
+                    rclient, keys.bucket_keys(keys.bucket_of(tenant, busy_ns, n_buckets)).values
+                ),
+            )
+    raise AssertionError("200 namespaces all on one node")
+
+
+def keep_busy(node: Any, ms: int) -> threading.Thread:
+    kw = node.connection_pool.connection_kwargs
+    blocker = redis.Redis(host=kw["host"], port=kw["port"], socket_timeout=30)
+    thread = threading.Thread(target=blocker.eval, args=(BUSY_LUA, 0, ms))
+    thread.start()
+    time.sleep(0.1)  # the loop is running
+    return thread
+
+
+def post_in_background(url: str, path: str, key: str) -> tuple[threading.Thread, list[Any]]:
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(request(url, "POST", path, key)))
+    thread.start()
+    time.sleep(0.1)  # the request is now waiting on the busy node
+    return thread, result
+
+
+def test_other_requests_are_served_while_one_waits_on_redis(
+    one_worker: Gunicorn, cluster_settings: Settings, new_tenant: Any
+) -> None:
+    tenant, key = new_tenant()
+    rclient = redis.RedisCluster(
+        host=cluster_settings.redis_nodes[0][0], port=cluster_settings.redis_nodes[0][1]
+    )
+    busy_ns, free_ns, busy_node = namespaces_on_two_nodes(rclient, tenant, cluster_settings.buckets)
+    url = one_worker.url
+    assert request(url, "POST", f"/v1/misc/counter/{busy_ns}", key)[0] == 200  # connections warm
+
+    busy = keep_busy(busy_node, 800)  # less than the 1 s timeout
+    waiting, result = post_in_background(url, f"/v1/misc/counter/{busy_ns}", key)
+    started = time.monotonic()
+    status, body, _ = request(url, "POST", f"/v1/misc/counter/{free_ns}", key)
+    served_in = time.monotonic() - started
+    assert status == 200 and body["data"]["value"] == 1
+    assert request(url, "GET", "/healthz")[0] == 200
+    assert served_in < 0.4, f"the free node's request waited {served_in:.2f} s behind the busy one"
+
+    waiting.join(10)
+    busy.join(10)
+    assert result and result[0][0] == 200 and result[0][1]["data"]["value"] == 2
+    rclient.close()
+
+
+def test_a_timed_out_wait_answers_503_and_the_increment_applies_once(
+    one_worker: Gunicorn, cluster_settings: Settings, new_tenant: Any
+) -> None:
+    tenant, key = new_tenant()
+    rclient = redis.RedisCluster(
+        host=cluster_settings.redis_nodes[0][0], port=cluster_settings.redis_nodes[0][1]
+    )
+    busy_ns, _, busy_node = namespaces_on_two_nodes(rclient, tenant, cluster_settings.buckets)
+    path = f"/v1/misc/counter/{busy_ns}"
+    assert request(one_worker.url, "POST", path, key)[1]["data"]["value"] == 1
+
+    busy = keep_busy(busy_node, 3500)  # past the 1 s timeout, which meinheld ends by 3 s
+    waiting, result = post_in_background(one_worker.url, path, key)
+    waiting.join(10)
+    busy.join(10)
+    assert result and result[0][0] == 503 and result[0][1]["error"] == "unavailable"
+    # The node ran the buffered increment once it was free; nothing re-sent it.
+    time.sleep(0.2)
+    assert request(one_worker.url, "GET", path, key)[1]["data"]["value"] == 2
+    assert request(one_worker.url, "POST", path, key)[1]["data"]["value"] == 3
+    rclient.close()
