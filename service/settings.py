@@ -49,6 +49,7 @@ class Settings:
     flush_interval: float = 1.0
     flush_batch: int = 5000
     flusher_metrics_port: int = 9108  # Prometheus endpoint of counter-flusher; 0 = off
+    flusher_nice: int = 10  # added to counter-flusher's CPU niceness: requests come first
     log_level: str = "INFO"
 
     @property
@@ -99,6 +100,7 @@ class Settings:
             flush_interval=get("COUNTER_FLUSH_INTERVAL", _float_in(0.01, 3600), 1.0),
             flush_batch=get("COUNTER_FLUSH_BATCH", _int_in(1, 1_000_000), 5000),
             flusher_metrics_port=get("COUNTER_FLUSHER_METRICS_PORT", _int_in(0, 65535), 9108),
+            flusher_nice=get("COUNTER_FLUSHER_NICE", _int_in(0, 19), 10),
             log_level=get("COUNTER_LOG_LEVEL", _choice(_LOG_LEVELS), "INFO"),
         )
 

@@ -64,11 +64,16 @@ def test_sigterm_drains_every_increment_and_exits_0(
     port, log = free_port(), tmp_path / "flusher.log"
     # An hour between passes: only the drain on SIGTERM can flush what comes next.
     env = flusher_env(
-        backend, COUNTER_FLUSH_INTERVAL="3600", COUNTER_FLUSHER_METRICS_PORT=str(port)
+        backend,
+        COUNTER_FLUSH_INTERVAL="3600",
+        COUNTER_FLUSHER_METRICS_PORT=str(port),
+        COUNTER_FLUSHER_NICE="7",
     )
     proc = start(env, log)
     try:
         wait_for_line(log, "flusher started", proc, 30)
+        # It yields the CPU to request handling: niceness raised by COUNTER_FLUSHER_NICE.
+        assert os.getpriority(os.PRIO_PROCESS, proc.pid) == min(19, os.nice(0) + 7)
         deadline = time.monotonic() + 30
         while "counter_flush_pass_seconds_count 1.0" not in (exposition := scrape(port)):
             assert time.monotonic() < deadline, exposition  # the first pass is over

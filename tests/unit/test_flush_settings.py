@@ -1,4 +1,4 @@
-"""COUNTER_FLUSHER_METRICS_PORT: default 9108, 0 turns the endpoint off, bad values named."""
+"""The flusher's own settings: metrics port (0 = off) and niceness; bad values named."""
 
 from __future__ import annotations
 
@@ -28,3 +28,11 @@ def test_a_bad_flusher_metrics_port_names_its_variable(raw: str) -> None:
 def test_flush_interval_and_batch_defaults_follow_the_design() -> None:
     s = Settings.from_env(BASE)
     assert (s.flush_interval, s.flush_batch) == (1.0, 5000)
+
+
+def test_the_flusher_yields_the_cpu_by_default_and_niceness_is_bounded() -> None:
+    assert Settings.from_env(BASE).flusher_nice == 10
+    assert Settings.from_env({**BASE, "COUNTER_FLUSHER_NICE": "0"}).flusher_nice == 0
+    for raw in ("-5", "20", "low"):
+        with pytest.raises(SettingsError, match="COUNTER_FLUSHER_NICE"):
+            Settings.from_env({**BASE, "COUNTER_FLUSHER_NICE": raw})
