@@ -29,6 +29,7 @@ workers = _settings.workers
 worker_class = _settings.gunicorn_worker_class
 threads = _settings.threads
 keepalive = 75
+reuse_port = True  # the workers add SO_REUSEPORT listeners of their own (service.worker)
 graceful_timeout = 20
 timeout = 30
 preload_app = False

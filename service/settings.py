@@ -16,7 +16,7 @@ from service.keys import MAX_BUCKETS
 
 T = TypeVar("T")
 WORKER_CLASSES = {
-    "meinheld": "meinheld.gmeinheld.MeinheldWorker",
+    "meinheld": "service.worker.CounterWorker",
     "gthread": "gthread",
     "sync": "sync",
 }

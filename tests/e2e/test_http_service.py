@@ -130,3 +130,49 @@ def test_counterctl_creates_lists_and_revokes_keys(settings: Settings) -> None:
     assert ctl("keys", "revoke", key_id).returncode == 1
     assert ctl("keys", "create", "--tenant", "bad/tenant").returncode == 2
     assert ctl("migrate").stdout.startswith("migrations applied: none")
+
+
+def test_every_worker_has_a_listener_of_its_own_and_takes_connections(
+    settings: Settings, tmp_path: Path, new_tenant: Any
+) -> None:
+    """SO_REUSEPORT listeners per worker: the kernel spreads connections over workers."""
+    import psutil
+
+    _, key = new_tenant()
+    server = Gunicorn(settings_env(settings, COUNTER_WORKERS="2"), tmp_path / "g.log")
+    try:
+        server.wait_ready()
+        workers = psutil.Process(server.proc.pid).children()
+        assert len(workers) == 2
+
+        def listeners(p: psutil.Process) -> set[int]:
+            return {
+                c.fd
+                for c in p.net_connections(kind="tcp")
+                if c.status == psutil.CONN_LISTEN and c.laddr.port == server.port
+            }
+
+        deadline = time.monotonic() + 10  # a worker opens its own when it starts serving
+        while not all(len(listeners(w)) == 2 for w in workers):  # the shared one and its own
+            assert time.monotonic() < deadline, [listeners(w) for w in workers]
+            time.sleep(0.05)
+        parts = urlsplit(server.url)
+        conns = [
+            http.client.HTTPConnection(parts.hostname, parts.port, timeout=10) for _ in range(60)
+        ]
+        for conn in conns:
+            conn.request("POST", "/v1/misc/counter/spread", headers={"requiems-api-key": key})
+            assert conn.getresponse().read()
+        held = [
+            sum(
+                1
+                for c in w.net_connections(kind="tcp")
+                if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == server.port
+            )
+            for w in workers
+        ]
+        assert sum(held) == 60 and min(held) >= 9, held  # not all piled onto one worker
+        for conn in conns:
+            conn.close()
+    finally:
+        server.stop()
