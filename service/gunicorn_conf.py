@@ -6,7 +6,9 @@ is preloaded, so every worker imports the app (and opens its clients) after fork
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import sys
 import tempfile
 from typing import Any
@@ -29,7 +31,9 @@ workers = _settings.workers
 worker_class = _settings.gunicorn_worker_class
 threads = _settings.threads
 keepalive = 75
-reuse_port = True  # the workers add SO_REUSEPORT listeners of their own (service.worker)
+# meinheld workers add SO_REUSEPORT listeners of their own (service.worker); the
+# shared socket must allow that too. on_starting refuses a port already served.
+reuse_port = _settings.worker_class == "meinheld"
 graceful_timeout = 20
 timeout = 30
 preload_app = False
@@ -38,9 +42,31 @@ accesslog = None
 loglevel = _settings.log_level.lower()
 
 
+def port_in_use(bind: str) -> bool:
+    """Whether something already listens on ``host:port`` (unix sockets: never)."""
+    if bind.startswith("unix:"):
+        return False
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine
+        try:
+            probe.bind((host, int(port)))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
+
+
 def on_starting(server: Any) -> None:
-    """Refuse to start with a bucket count other than the database's."""
+    """Refuse a port already served, and a bucket count other than the database's."""
     setup_logging(_settings.log_level)
+    # With SO_REUSEPORT a second instance would silently share the port (and its
+    # traffic) with the first, instead of failing as a plain bind does.
+    if port_in_use(_settings.bind):
+        sys.exit(f"counter-service: {_settings.bind} is already in use")
     try:
         check_layout(_settings)
     except LayoutMismatch as exc:

@@ -104,6 +104,23 @@ def test_a_bad_setting_stops_the_service_with_one_clear_line(settings: Settings)
     assert "COUNTER_BUCKETS='lots' is invalid" in proc.stderr
 
 
+def test_a_second_instance_on_a_served_port_refuses_to_start(
+    service_url: str, settings: Settings
+) -> None:
+    """SO_REUSEPORT would let it share the port's traffic silently; it must fail instead."""
+    port = urlsplit(service_url).port
+    env = settings_env(settings, COUNTER_BIND=f"127.0.0.1:{port}")
+    proc = subprocess.run(
+        [str(BIN / "gunicorn"), "-c", "python:service.gunicorn_conf", "service.wsgi:app"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert f"127.0.0.1:{port} is already in use" in proc.stderr
+
+
 def test_a_mismatched_bucket_count_refuses_to_start(settings: Settings, tmp_path: Path) -> None:
     server = Gunicorn(settings_env(settings, COUNTER_BUCKETS="1024"), tmp_path / "g.log")
     assert server.proc.wait(60) != 0
