@@ -15,7 +15,7 @@ deps:
 
 # meinheld is built from source against the installed greenlet (deploy/build_meinheld.py
 # says why): PyPI's build pins greenlet<0.5, which does not build on Python 3.11+.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml deploy/build_meinheld.py
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
