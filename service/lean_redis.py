@@ -53,7 +53,9 @@ class LeanRedis:
     def _call(self, addr: Addr, packed: bytes, replies: int = 1) -> Any:
         """One call on a connection lent from ``addr``'s pool, returned after a reply.
 
-        A connection that failed is closed by ``NodeConnection`` and not returned.
+        A connection that failed is closed by ``NodeConnection`` and not returned, and
+        the node's idle ones are dropped too: after a node restart they are all dead,
+        and each would otherwise fail one more request.
         """
         idle = self._idle.get(addr)
         if idle is None:
@@ -62,7 +64,12 @@ class LeanRedis:
             conn = idle.pop()  # list.pop and append are atomic: no lock for threads
         except IndexError:
             conn = NodeConnection(addr, self.timeout, self.wait)
-        reply = conn.call(packed, replies)
+        try:
+            reply = conn.call(packed, replies)
+        except ConnectionLost:
+            while idle:
+                idle.pop().close()
+            raise
         if len(idle) < MAX_IDLE:
             idle.append(conn)
         else:

@@ -33,6 +33,8 @@ def default_workers() -> int:
     req/s with 2 workers, 12,245 with 3, 11,045 with 4, 10,762 with 6.
     """
     return (os.cpu_count() or 1) + 1
+
+
 LEAN_URL = re.compile(r"redis://[^@/:]+(:\d+)?(/0?)?")
 
 

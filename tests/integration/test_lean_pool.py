@@ -1,0 +1,37 @@
+"""LeanRedis's connection pool: connections are lent per call and dead ones do not linger."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+
+from service.lean_redis import LeanRedis
+from service.resp import ConnectionLost, pack
+from service.settings import Settings
+
+SLOT = 0
+WAIT_200MS = pack("WAIT", 1, 200)  # no replicas: blocks 200 ms server-side, then answers 0
+
+
+def test_a_lost_connection_drops_the_nodes_idle_ones(cluster_settings: Settings) -> None:
+    client = LeanRedis(cluster_settings.redis_nodes, cluster=True, timeout=5)
+    addr = client.refresh_slots()[SLOT]
+    assert addr is not None
+    with ThreadPoolExecutor(4) as pool:  # four calls at once: four connections
+        assert list(pool.map(lambda _: client.execute(SLOT, WAIT_200MS), range(4))) == [0] * 4
+    idle = client._idle[addr]
+    assert len(idle) == 4
+    # The node drops them all, as a restart would.
+    node = redis.Redis(host=addr[0], port=addr[1])
+    for conn in idle:
+        host, port = conn._sock.getsockname()[:2]  # type: ignore[union-attr]
+        node.client_kill(f"{host}:{port}")
+    node.close()
+
+    with pytest.raises(ConnectionLost):  # the first call finds out: outcome unknown, not re-sent
+        client.execute(SLOT, pack("PING"))
+    # The other three dead connections went with it: the next call works.
+    assert client.execute(SLOT, pack("PING")) == b"PONG"
+    client.close()
