@@ -43,23 +43,20 @@ def one_worker(cluster_settings: Settings, tmp_path: Path) -> Iterator[Gunicorn]
         server.stop()
 
 
+def values_key(tenant: str, ns: str, n_buckets: int) -> str:
+    return keys.bucket_keys(keys.bucket_of(tenant, ns, n_buckets)).values
+
+
 def namespaces_on_two_nodes(rclient: Any, tenant: str, n_buckets: int) -> tuple[str, str, Any]:
     """A namespace on some node, one on another node, and the first one's node client."""
     nodes: dict[tuple[str, int], str] = {}
     for i in range(200):
         ns = f"ns-{i}"
-        key = keys.bucket_keys(keys.bucket_of(tenant, ns, n_buckets)).values
-        node = rclient.get_node_from_key(key)
+        node = rclient.get_node_from_key(values_key(tenant, ns, n_buckets))
         nodes.setdefault((node.host, node.port), ns)
         if len(nodes) == 2:
             busy_ns, free_ns = nodes.values()
-            return (
-                busy_ns,
-                free_ns,
-                node_of(
-                    rclient, keys.bucket_keys(keys.bucket_of(tenant, busy_ns, n_buckets)).values
-                ),
-            )
+            return busy_ns, free_ns, node_of(rclient, values_key(tenant, busy_ns, n_buckets))
     raise AssertionError("200 namespaces all on one node")
 
 
