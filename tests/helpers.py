@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import psycopg
+import redis
 
 from service import keys
 
@@ -43,3 +46,24 @@ def node_of(r: Any, key: str) -> Any:
     if hasattr(r, "get_node_from_key"):
         return r.get_redis_connection(r.get_node_from_key(key))
     return r
+
+
+BUSY_LUA = """
+local t = redis.call('TIME')
+local start = t[1] * 1000000 + t[2]
+repeat
+  t = redis.call('TIME')
+until t[1] * 1000000 + t[2] - start > tonumber(ARGV[1]) * 1000
+return 1
+"""
+
+
+def keep_busy(node: Any, ms: int) -> threading.Thread:
+    """Run a Lua loop of ``ms`` on ``node``: it answers nobody until the loop ends, then
+    runs what waited in its socket buffers. Returns the thread running it (join it)."""
+    kw = node.connection_pool.connection_kwargs
+    blocker = redis.Redis(host=kw["host"], port=kw["port"], socket_timeout=30)
+    thread = threading.Thread(target=blocker.eval, args=(BUSY_LUA, 0, ms))
+    thread.start()
+    time.sleep(0.1)  # the loop is running
+    return thread

@@ -1,8 +1,7 @@
 """Under meinheld, a request waiting on Redis does not hold up the worker's other requests.
 
 One worker only, so with blocking Redis IO every request below would queue
-behind the one waiting on a busy node. The busy node runs a Lua loop: it answers
-nobody until the loop ends, then runs what waited in its socket buffers.
+behind the one waiting on a busy node (``tests.helpers.keep_busy``).
 """
 
 from __future__ import annotations
@@ -14,22 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from service import keys
+from service.redis_conn import connect
 from service.settings import Settings
 from tests.e2e.server import Gunicorn, settings_env
 from tests.e2e.test_http_service import request
-from tests.helpers import node_of
-
-BUSY_LUA = """
-local t = redis.call('TIME')
-local start = t[1] * 1000000 + t[2]
-repeat
-  t = redis.call('TIME')
-until t[1] * 1000000 + t[2] - start > tonumber(ARGV[1]) * 1000
-return 1
-"""
+from tests.helpers import keep_busy, node_of
 
 
 @pytest.fixture
@@ -41,6 +31,13 @@ def one_worker(cluster_settings: Settings, tmp_path: Path) -> Iterator[Gunicorn]
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def cluster_client(cluster_settings: Settings) -> Iterator[Any]:
+    client = connect(cluster_settings)
+    yield client
+    client.close()
 
 
 def values_key(tenant: str, ns: str, n_buckets: int) -> str:
@@ -60,15 +57,6 @@ def namespaces_on_two_nodes(rclient: Any, tenant: str, n_buckets: int) -> tuple[
     raise AssertionError("200 namespaces all on one node")
 
 
-def keep_busy(node: Any, ms: int) -> threading.Thread:
-    kw = node.connection_pool.connection_kwargs
-    blocker = redis.Redis(host=kw["host"], port=kw["port"], socket_timeout=30)
-    thread = threading.Thread(target=blocker.eval, args=(BUSY_LUA, 0, ms))
-    thread.start()
-    time.sleep(0.1)  # the loop is running
-    return thread
-
-
 def post_in_background(url: str, path: str, key: str) -> tuple[threading.Thread, list[Any]]:
     result: list[Any] = []
     thread = threading.Thread(target=lambda: result.append(request(url, "POST", path, key)))
@@ -78,12 +66,10 @@ def post_in_background(url: str, path: str, key: str) -> tuple[threading.Thread,
 
 
 def test_other_requests_are_served_while_one_waits_on_redis(
-    one_worker: Gunicorn, cluster_settings: Settings, new_tenant: Any
+    one_worker: Gunicorn, cluster_settings: Settings, cluster_client: Any, new_tenant: Any
 ) -> None:
     tenant, key = new_tenant()
-    rclient = redis.RedisCluster(
-        host=cluster_settings.redis_nodes[0][0], port=cluster_settings.redis_nodes[0][1]
-    )
+    rclient = cluster_client
     busy_ns, free_ns, busy_node = namespaces_on_two_nodes(rclient, tenant, cluster_settings.buckets)
     url = one_worker.url
     assert request(url, "POST", f"/v1/misc/counter/{busy_ns}", key)[0] == 200  # connections warm
@@ -100,16 +86,13 @@ def test_other_requests_are_served_while_one_waits_on_redis(
     waiting.join(10)
     busy.join(10)
     assert result and result[0][0] == 200 and result[0][1]["data"]["value"] == 2
-    rclient.close()
 
 
 def test_a_timed_out_wait_answers_503_and_the_increment_applies_once(
-    one_worker: Gunicorn, cluster_settings: Settings, new_tenant: Any
+    one_worker: Gunicorn, cluster_settings: Settings, cluster_client: Any, new_tenant: Any
 ) -> None:
     tenant, key = new_tenant()
-    rclient = redis.RedisCluster(
-        host=cluster_settings.redis_nodes[0][0], port=cluster_settings.redis_nodes[0][1]
-    )
+    rclient = cluster_client
     busy_ns, _, busy_node = namespaces_on_two_nodes(rclient, tenant, cluster_settings.buckets)
     path = f"/v1/misc/counter/{busy_ns}"
     assert request(one_worker.url, "POST", path, key)[1]["data"]["value"] == 1
@@ -123,4 +106,3 @@ def test_a_timed_out_wait_answers_503_and_the_increment_applies_once(
     time.sleep(0.2)
     assert request(one_worker.url, "GET", path, key)[1]["data"]["value"] == 2
     assert request(one_worker.url, "POST", path, key)[1]["data"]["value"] == 3
-    rclient.close()

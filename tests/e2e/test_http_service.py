@@ -91,8 +91,8 @@ def test_sigterm_shuts_down_gracefully(settings: Settings, tmp_path: Path) -> No
     assert server.proc.wait(30) == 0
 
 
-def test_a_bad_setting_stops_the_service_with_one_clear_line(settings: Settings) -> None:
-    env = settings_env(settings, COUNTER_BUCKETS="lots", COUNTER_BIND="127.0.0.1:1")
+def refused_start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run gunicorn as configured by ``env``; it must exit at once with an error."""
     proc = subprocess.run(
         [str(BIN / "gunicorn"), "-c", "python:service.gunicorn_conf", "service.wsgi:app"],
         env=env,
@@ -101,6 +101,12 @@ def test_a_bad_setting_stops_the_service_with_one_clear_line(settings: Settings)
         timeout=60,
     )
     assert proc.returncode != 0
+    return proc
+
+
+def test_a_bad_setting_stops_the_service_with_one_clear_line(settings: Settings) -> None:
+    env = settings_env(settings, COUNTER_BUCKETS="lots", COUNTER_BIND="127.0.0.1:1")
+    proc = refused_start(env)
     assert "COUNTER_BUCKETS='lots' is invalid" in proc.stderr
 
 
@@ -110,14 +116,7 @@ def test_a_second_instance_on_a_served_port_refuses_to_start(
     """SO_REUSEPORT would let it share the port's traffic silently; it must fail instead."""
     port = urlsplit(service_url).port
     env = settings_env(settings, COUNTER_BIND=f"127.0.0.1:{port}")
-    proc = subprocess.run(
-        [str(BIN / "gunicorn"), "-c", "python:service.gunicorn_conf", "service.wsgi:app"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode != 0
+    proc = refused_start(env)
     assert f"127.0.0.1:{port} is already in use" in proc.stderr
 
 

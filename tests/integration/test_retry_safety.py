@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import replace
 from typing import Any
 
 import pytest
-import redis
 
 from service import keys
 from service.errors import Unavailable
 from service.settings import Settings
 from tests.conftest import make_store
-from tests.helpers import node_of
-
-BUSY_LUA = """
-local t = redis.call('TIME')
-local start = t[1] * 1000000 + t[2]
-repeat
-  t = redis.call('TIME')
-until t[1] * 1000000 + t[2] - start > 800000
-return 1
-"""
+from tests.helpers import keep_busy, node_of
 
 
 def test_a_timed_out_increment_is_applied_at_most_once(
@@ -36,11 +25,7 @@ def test_a_timed_out_increment_is_applied_at_most_once(
     node = node_of(rclient, keys.bucket_keys(bucket).values)
     # Keep the node busy in a script: our increment waits in its socket buffer, the
     # client times out, and the node runs the buffered increment when it is free.
-    kw = node.connection_pool.connection_kwargs
-    blocker = redis.Redis(host=kw["host"], port=kw["port"], socket_timeout=10)
-    busy = threading.Thread(target=blocker.eval, args=(BUSY_LUA, 0))
-    busy.start()
-    time.sleep(0.1)
+    busy = keep_busy(node, 800)
     started = time.monotonic()
     with pytest.raises(Unavailable):
         store.increment(tenant, "slow")
