@@ -8,8 +8,13 @@ Redis call (``service/coop.py``). Compiled against the installed greenlet's own
 header, the same reads go through greenlet's C API. That API returns the parent
 as a new reference where meinheld expects a borrowed one, so it is released.
 
-The build is installed as version ``1.0.2+greenlet3``; the service makes Redis
-waits cooperative only under that build and blocks the worker otherwise.
+It also adds ``_current_client``, ``_park`` and ``_wake`` (see ``PARK_C``): a
+request parks with nothing registered in the event loop and is resumed from the
+loop's pending queue, so the requests sharing a pipelined Redis connection
+(``service/pipeline.py``) wait and wake without a syscall each.
+
+The build is installed as version ``1.0.2+greenlet3.park``; the service makes Redis
+waits cooperative and pipelined only under that build and blocks the worker otherwise.
 
 Usage: ``python deploy/build_meinheld.py`` with the virtualenv's Python.
 """
@@ -24,7 +29,83 @@ import tempfile
 from pathlib import Path
 
 VERSION = "1.0.2"
-LOCAL_VERSION = f"{VERSION}+greenlet3"
+LOCAL_VERSION = f"{VERSION}+greenlet3.park"
+
+# Park and wake a request's greenlet with no syscall (service/pipeline.py): _park()
+# switches the running request to the loop with nothing registered; _wake(client)
+# queues its resumption on the loop's pending queue, run before the next poll.
+PARK_C = """\
+static PyObject *meinheld_current_client(PyObject *self, PyObject *unused) {
+  if (current_client == NULL) {
+    Py_RETURN_NONE;
+  }
+  Py_INCREF(current_client);
+  return current_client;
+}
+
+static PyObject *meinheld_park(PyObject *self, PyObject *unused) {
+  PyObject *current, *parent;
+  ClientObject *pyclient = (ClientObject *)current_client;
+  if (pyclient == NULL || !CheckClientObject(current_client)) {
+    PyErr_SetString(PyExc_IOError, "_park: no request is running");
+    return NULL;
+  }
+  current = greenlet_getcurrent();
+  Py_DECREF(current);
+  if (pyclient->greenlet != current || pyclient->suspended) {
+    PyErr_SetString(PyExc_IOError, "_park: not called by the running request");
+    return NULL;
+  }
+  pyclient->suspended = 1;
+  parent = greenlet_getparent(current);
+  return greenlet_switch(parent, hub_switch_value, NULL);
+}
+
+static PyObject *meinheld_resume_parked(PyObject *self, PyObject *client) {
+  ClientObject *pyclient = (ClientObject *)client;
+  if (CheckClientObject(client) && pyclient->greenlet != NULL &&
+      !greenlet_dead(pyclient->greenlet)) {
+    resume_wsgi_handler(pyclient);
+  }
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef resume_parked_def = {
+    "_resume_parked", (PyCFunction)meinheld_resume_parked, METH_O, 0};
+static PyObject *resume_parked_func = NULL;
+
+static PyObject *meinheld_wake(PyObject *self, PyObject *client) {
+  PyObject *args, *timer;
+  if (!CheckClientObject(client)) {
+    PyErr_SetString(PyExc_TypeError, "_wake: must be a client object");
+    return NULL;
+  }
+  if (!((ClientObject *)client)->suspended) {
+    PyErr_SetString(PyExc_IOError, "_wake: the client is not parked");
+    return NULL;
+  }
+  if (resume_parked_func == NULL) {
+    resume_parked_func = PyCFunction_New(&resume_parked_def, NULL);
+    if (resume_parked_func == NULL) {
+      return NULL;
+    }
+  }
+  args = PyTuple_Pack(1, client);
+  if (args == NULL) {
+    return NULL;
+  }
+  timer = internal_schedule_call(0, resume_parked_func, args, NULL, NULL);
+  Py_DECREF(args);
+  if (timer == NULL) {
+    return NULL;
+  }
+  Py_DECREF(timer);
+  ((ClientObject *)client)->suspended = 0;
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef ServerMethods[] = {
+"""
 
 # (file, text in meinheld's source, replacement): each must match exactly once.
 EDITS = (
@@ -39,6 +120,15 @@ EDITS = (
         "meinheld/server/greensupport.c",
         "int greenlet_dead(PyObject *g) {\n",
         "int greenlet_dead(PyObject *g) {\n  import_greenlet();\n",
+    ),
+    ("meinheld/server/server.c", "static PyMethodDef ServerMethods[] = {\n", PARK_C),
+    (
+        "meinheld/server/server.c",
+        '    {"_resume_client", meinheld_resume_client, METH_VARARGS, "resume client"},\n',
+        '    {"_resume_client", meinheld_resume_client, METH_VARARGS, "resume client"},\n'
+        '    {"_current_client", meinheld_current_client, METH_NOARGS, 0},\n'
+        '    {"_park", meinheld_park, METH_NOARGS, 0},\n'
+        '    {"_wake", meinheld_wake, METH_O, 0},\n',
     ),
     ("setup.py", "'greenlet>=0.4.5,<0.5'", "'greenlet>=3'"),
     ("setup.py", f'version="{VERSION}"', f'version="{LOCAL_VERSION}"'),
