@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from service.pipeline import LoopHooks, PipelinedNode
 from service.resp import ConnectionLost, NodeConnection, ReplyError, WaitReadable, pack
 
 Addr = tuple[str, int]
@@ -31,8 +32,10 @@ class LeanRedis:
     """Safe for threads and greenlets: each call borrows a connection from a pool per node.
 
     With ``wait`` (under meinheld, see ``service.coop``) the connections are
-    non-blocking and a request waiting for Redis lets the worker serve others;
-    the pool then holds about one connection per request in flight.
+    non-blocking and a request waiting for Redis lets the worker serve others.
+    With ``hooks`` too, a request's single-reply commands go instead over one
+    pipelined connection per node (``service.pipeline``), shared by every request
+    in flight; ASKING pairs and calls outside a request still use the pool.
     """
 
     def __init__(
@@ -42,12 +45,15 @@ class LeanRedis:
         cluster: bool,
         timeout: float,
         wait: WaitReadable | None = None,
+        hooks: LoopHooks | None = None,
     ) -> None:
         self.seeds = list(seeds)
         self.cluster = cluster
         self.timeout = timeout
         self.wait = wait
+        self.hooks = hooks
         self._idle: dict[Addr, list[NodeConnection]] = {}
+        self._pipes: dict[Addr, PipelinedNode] = {}
         self._slots: list[Addr | None] | None = None
 
     def _call(self, addr: Addr, packed: bytes, replies: int = 1) -> Any:
@@ -57,6 +63,14 @@ class LeanRedis:
         the node's idle ones are dropped too: after a node restart they are all dead,
         and each would otherwise fail one more request.
         """
+        hooks = self.hooks
+        if hooks is not None and replies == 1:
+            owner = hooks.current()
+            if owner is not None:  # in a request: share the node's pipelined connection
+                pipe = self._pipes.get(addr)
+                if pipe is None:
+                    pipe = self._pipes[addr] = PipelinedNode(addr, self.timeout, hooks)
+                return pipe.call(packed, owner)
         idle = self._idle.get(addr)
         if idle is None:
             idle = self._idle.setdefault(addr, [])
@@ -153,6 +167,8 @@ class LeanRedis:
 
     def close(self) -> None:
         """Close the idle connections (those lent out are closed when they fail)."""
+        for pipe in self._pipes.values():
+            pipe.close()
         for idle in self._idle.values():
             while idle:
                 idle.pop().close()

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from redis.exceptions import RedisError
 
-from service.coop import redis_wait
+from service.coop import loop_hooks, redis_wait
 from service.lean_redis import CommandRefused, LeanRedis, LeanScript
 from service.redis_conn import connect
 from service.resp import ConnectionLost, pack
@@ -96,10 +96,17 @@ def open_access(settings: Settings) -> CounterRedis:
                 cluster=True,
                 timeout=settings.redis_timeout,
                 wait=redis_wait(),
+                hooks=loop_hooks(),
             )
         )
     url = urlsplit(settings.redis_url or "")  # a plain redis://host:port[/0], see Settings
     addr = (url.hostname or "127.0.0.1", url.port or 6379)
     return LeanAccess(
-        LeanRedis([addr], cluster=False, timeout=settings.redis_timeout, wait=redis_wait())
+        LeanRedis(
+            [addr],
+            cluster=False,
+            timeout=settings.redis_timeout,
+            wait=redis_wait(),
+            hooks=loop_hooks(),
+        )
     )

@@ -1,4 +1,5 @@
-"""Under meinheld, a request waiting on Redis does not hold up the worker's other requests.
+"""Under meinheld, a request waiting on Redis does not hold up the worker's other requests,
+and the requests in flight to one node share one pipelined connection.
 
 One worker only, so with blocking Redis IO every request below would queue
 behind the one waiting on a busy node (``tests.helpers.keep_busy``).
@@ -6,11 +7,15 @@ behind the one waiting on a busy node (``tests.helpers.keep_busy``).
 
 from __future__ import annotations
 
+import http.client
+import json
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -106,3 +111,59 @@ def test_a_timed_out_wait_answers_503_and_the_increment_applies_once(
     time.sleep(0.2)
     assert request(one_worker.url, "GET", path, key)[1]["data"]["value"] == 2
     assert request(one_worker.url, "POST", path, key)[1]["data"]["value"] == 3
+
+
+def hot_path_connections(node: Any) -> int:
+    """Connections to ``node`` whose last command was the increment script."""
+    return sum(1 for c in node.client_list() if c["cmd"] == "evalsha")
+
+
+def test_requests_in_flight_share_one_pipelined_connection_per_node(
+    one_worker: Gunicorn, cluster_settings: Settings, cluster_client: Any, new_tenant: Any
+) -> None:
+    tenant, key = new_tenant()
+    path = "/v1/misc/counter/hot"
+    node = node_of(cluster_client, values_key(tenant, "hot", cluster_settings.buckets))
+    assert request(one_worker.url, "POST", path, key)[1]["data"]["value"] == 1
+    parts = urlsplit(one_worker.url)
+
+    def hammer(_: int) -> list[int]:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        values = []
+        for _ in range(60):
+            conn.request("POST", path, headers={"requiems-api-key": key})
+            values.append(json.loads(conn.getresponse().read())["data"]["value"])
+        conn.close()
+        return values
+
+    with ThreadPoolExecutor(16) as pool:
+        values = [v for chunk in pool.map(hammer, range(16)) for v in chunk]
+    # Every reply reached its own request: distinct, gap-free values.
+    assert sorted(values) == list(range(2, 2 + 16 * 60))
+    # 16 requests in flight at once, one connection: a pool would have opened many.
+    assert hot_path_connections(node) == 1
+
+
+def test_a_timeout_fails_every_request_in_flight_on_the_connection(
+    one_worker: Gunicorn, cluster_settings: Settings, cluster_client: Any, new_tenant: Any
+) -> None:
+    tenant, key = new_tenant()
+    busy_ns, _, busy_node = namespaces_on_two_nodes(
+        cluster_client, tenant, cluster_settings.buckets
+    )
+    path = f"/v1/misc/counter/{busy_ns}"
+    assert request(one_worker.url, "POST", path, key)[1]["data"]["value"] == 1
+
+    busy = keep_busy(busy_node, 3500)  # past the 1 s timeout, which meinheld ends by 3 s
+    # Three requests on one pipelined connection, sent in different loop turns: the
+    # first reads, the other two are parked behind it.
+    waiting = [post_in_background(one_worker.url, path, key) for _ in range(3)]
+    for thread, _ in waiting:
+        thread.join(10)
+    busy.join(10)
+    for _, result in waiting:
+        assert result and result[0][0] == 503 and result[0][1]["error"] == "unavailable"
+    # The node ran all three buffered increments once it was free; nothing re-sent them.
+    time.sleep(0.2)
+    assert request(one_worker.url, "GET", path, key)[1]["data"]["value"] == 4
+    assert request(one_worker.url, "POST", path, key)[1]["data"]["value"] == 5
