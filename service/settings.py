@@ -26,13 +26,15 @@ REDIS_CLIENTS = {"lean": 0, "redis-py": 0}
 
 
 def default_workers() -> int:
-    """One meinheld worker per core, plus one for the moments a worker blocks (PostgreSQL).
+    """One meinheld worker per core.
 
-    PERF: with cooperative Redis waits a worker keeps its core busy by itself; more
-    workers only add context switches. Full benchmark on 2 cores (same run): 11,486
-    req/s with 2 workers, 12,245 with 3, 11,045 with 4, 10,762 with 6.
+    PERF: with cooperative, pipelined Redis calls a worker keeps its core busy by
+    itself, and fewer workers put more commands in each pipelined send; more
+    workers only add context switches. Full benchmark on 2 cores (same run,
+    ``benchmarks/results/20261126T084827Z.md``): 25,450 req/s with 2 workers,
+    23,264 with 3, 21,854 with 4, 19,648 with 6. (Before pipelining, 3 was best.)
     """
-    return (os.cpu_count() or 1) + 1
+    return os.cpu_count() or 1
 
 
 LEAN_URL = re.compile(r"redis://[^@/:]+(:\d+)?(/0?)?")

@@ -13,7 +13,7 @@ def test_defaults_follow_the_design() -> None:
     s = Settings.from_env(BASE)
     assert (s.buckets, s.partitions, s.flush_interval) == (4096, 16, 1.0)
     assert s.worker_class == "meinheld" and not s.cluster
-    assert s.workers == (os.cpu_count() or 1) + 1  # one per core, plus one
+    assert s.workers == (os.cpu_count() or 1)  # one per core
 
 
 def test_cluster_nodes_are_parsed() -> None:
