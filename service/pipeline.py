@@ -110,7 +110,10 @@ class PipelinedNode:
         data = b"".join(out) if len(out) > 1 else out[0]
         self._out = []
         try:
-            sent = sock.send(data)
+            try:
+                sent = sock.send(data)
+            except BlockingIOError:
+                sent = 0
             if sent < len(data):
                 # Rare (the send buffer is full): finish blocking, bounded by the timeout.
                 sock.settimeout(self.timeout)
@@ -171,7 +174,7 @@ class PipelinedNode:
         self.close()
         for slot in slots:
             if slot is not mine:
-                slot.error, slot.done = lost, True
+                slot.error, slot.done = ConnectionLost(str(lost)), True
                 self.hooks.wake(slot.owner)
 
     def close(self) -> None:

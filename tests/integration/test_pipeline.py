@@ -1,0 +1,170 @@
+"""PipelinedNode against a real Redis, driven by a small greenlet event loop.
+
+The loop gives the pipeline the same hooks meinheld does (``service.coop``): park
+and wake a greenlet, run a callback before the next poll, wait for a readable
+socket. Under meinheld itself the pipeline is tested end to end in
+``tests/e2e/test_cooperative_waits.py`` and ``test_pipeline_faults.py``; here many
+greenlets and exact orders are cheap, and the flushes can be counted.
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+from greenlet import getcurrent, greenlet
+
+from service.pipeline import LoopHooks, PipelinedNode
+from service.resp import ConnectionLost, ReplyError, pack
+from tests.helpers import keep_busy
+
+
+class GreenLoop:
+    """Run greenlets to completion; ``hooks`` is what the pipeline needs of a loop."""
+
+    def __init__(self) -> None:
+        self.hub = getcurrent()
+        self.soon: deque[Callable[[], None]] = deque()
+        self.waiting: dict[int, tuple[greenlet, float]] = {}
+        self.flushes = 0
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        self.flushes += 1
+        self.soon.append(fn)
+
+    def wait_readable(self, fd: int, timeout: float) -> None:
+        self.waiting[fd] = (getcurrent(), time.monotonic() + timeout)
+        self.hub.switch()
+
+    def current(self) -> Any:
+        g = getcurrent()
+        return None if g is self.hub else g
+
+    def wake(self, g: greenlet) -> None:
+        self.soon.append(g.switch)
+
+    @property
+    def hooks(self) -> LoopHooks:
+        return LoopHooks(
+            self.wait_readable, self.current, self.hub.switch, self.wake, self.call_soon
+        )
+
+    def run(self, *tasks: Callable[[], Any]) -> list[Any]:
+        results: list[Any] = [None] * len(tasks)
+
+        def task(i: int) -> None:
+            try:
+                results[i] = tasks[i]()
+            except ConnectionLost as exc:
+                results[i] = exc
+
+        for i in range(len(tasks)):
+            self.soon.append(lambda i=i: greenlet(task, parent=self.hub).switch(i))
+        while self.soon or self.waiting:
+            while self.soon:
+                self.soon.popleft()()
+            if not self.waiting:
+                break
+            deadline = min(d for _, d in self.waiting.values())
+            ready, _, _ = select.select(
+                list(self.waiting), [], [], max(0, deadline - time.monotonic())
+            )
+            now = time.monotonic()
+            for fd in list(self.waiting):
+                g, d = self.waiting[fd]
+                if fd in ready:
+                    del self.waiting[fd]
+                    g.switch()
+                elif d <= now:
+                    del self.waiting[fd]
+                    g.throw(TimeoutError("timed out"))
+        return results
+
+
+@pytest.fixture
+def node(redis_single_url: str) -> Iterator[tuple[tuple[str, int], redis.Redis]]:
+    parts = urlsplit(redis_single_url)
+    addr = (parts.hostname or "127.0.0.1", parts.port or 6379)
+    r = redis.Redis(host=addr[0], port=addr[1])
+    yield addr, r
+    r.close()
+
+
+def test_commands_of_one_turn_go_in_one_send_and_each_reply_reaches_its_owner(
+    node: tuple[tuple[str, int], redis.Redis],
+) -> None:
+    addr, r = node
+    r.delete("pipe:a")
+    loop = GreenLoop()
+    pipe = PipelinedNode(addr, 5, loop.hooks)
+
+    def incr() -> Any:
+        return pipe.call(pack("INCR", "pipe:a"), getcurrent())
+
+    values = loop.run(*[incr] * 50)
+    assert sorted(values) == list(range(1, 51))
+    assert loop.flushes == 1  # 50 commands, one send
+    pipe.close()
+
+
+def test_requests_with_many_commands_each_keep_their_order(
+    node: tuple[tuple[str, int], redis.Redis],
+) -> None:
+    """Replies arrive in batches that end mid-way; reading passes from request to request."""
+    addr, r = node
+    r.delete("pipe:b", "pipe:c")
+    loop = GreenLoop()
+    pipe = PipelinedNode(addr, 5, loop.hooks)
+
+    def many(key: str) -> Callable[[], list[Any]]:
+        return lambda: [pipe.call(pack("INCR", key), getcurrent()) for _ in range(30)]
+
+    runs = loop.run(*[many("pipe:b"), many("pipe:c")] * 10)
+    for seq in runs:
+        assert seq == sorted(seq) and len(set(seq)) == 30
+    assert sorted(v for seq in runs[0::2] for v in seq) == list(range(1, 301))
+    assert sorted(v for seq in runs[1::2] for v in seq) == list(range(1, 301))
+    assert int(r.get("pipe:b") or 0) == int(r.get("pipe:c") or 0) == 300
+    assert 1 < loop.flushes < 600  # batched, yet not all in one send
+    pipe.close()
+
+
+def test_a_command_larger_than_the_socket_buffers_is_sent_whole(
+    node: tuple[tuple[str, int], redis.Redis],
+) -> None:
+    addr, r = node
+    big = b"x" * (16 << 20)
+    loop = GreenLoop()
+    pipe = PipelinedNode(addr, 5, loop.hooks)
+    out = loop.run(
+        lambda: pipe.call(pack("SET", "pipe:big", big), getcurrent()),
+        lambda: pipe.call(pack("STRLEN", "pipe:big"), getcurrent()),
+        lambda: pipe.call(pack("NOSUCHCOMMAND"), getcurrent()),
+    )
+    assert out[0] == b"OK" and out[1] == len(big)
+    assert isinstance(out[2], ReplyError)  # error replies are values, in their place
+    r.delete("pipe:big")
+    pipe.close()
+
+
+def test_a_timeout_fails_every_command_in_flight_once_and_the_next_call_reconnects(
+    node: tuple[tuple[str, int], redis.Redis],
+) -> None:
+    addr, r = node
+    r.delete("pipe:t")
+    loop = GreenLoop()
+    pipe = PipelinedNode(addr, 0.3, loop.hooks)
+    busy = keep_busy(r, 1200)  # the node answers nobody for 1.2 s
+    out = loop.run(*[lambda: pipe.call(pack("INCR", "pipe:t"), getcurrent())] * 5)
+    busy.join(10)
+    assert all(isinstance(x, ConnectionLost) for x in out)
+    # The node ran the five buffered increments once free; none was sent twice.
+    assert int(r.get("pipe:t") or 0) == 5
+    assert loop.run(lambda: pipe.call(pack("INCR", "pipe:t"), getcurrent())) == [6]
+    pipe.close()
