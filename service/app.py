@@ -32,7 +32,7 @@ def create_app(
             Database(settings.pg_dsn, max_size=settings.pg_pool_max),
             settings.buckets,
         )
-    auth = Authenticator(store.db, settings.auth_cache_ttl)
+    auth = Authenticator(store.db, settings.auth_cache_ttl, settings.auth_outage_grace)
     app = falcon.App()
     counters = CounterResource(store, auth, settings.max_body_bytes)
     for prefix in COUNTER_PREFIXES:

@@ -2,12 +2,19 @@
 
 Reads only: hydration of a counter missing from Redis, and API key lookups
 (cached by ``service.auth``). Writes of counters belong to the flusher.
+
+During an outage a query fails at once instead of waiting for the pool's
+timeout: a meinheld worker blocks while it waits, so 5 s per request needing
+PostgreSQL would stall the increments of counters already in Redis too. After
+a failure, queries answer 503 without trying for ``RETRY_AFTER``; then one
+tries, waiting at most ``PROBE_TIMEOUT`` for a connection, until one succeeds.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -18,6 +25,8 @@ from service.errors import Unavailable
 from service.logs import OutageLog
 
 log = logging.getLogger("counter.pg")
+RETRY_AFTER = 1.0  # seconds of immediate 503s after a failure, per worker
+PROBE_TIMEOUT = 0.05  # seconds a query waits for a connection while PostgreSQL is down
 
 
 class KeyRecord(NamedTuple):
@@ -38,6 +47,7 @@ class Database:
         self._pool: ConnectionPool[Any] | None = None
         self._lock = threading.Lock()
         self._outage = OutageLog(log, "postgres")
+        self._retry_at = 0.0  # monotonic time before which a query fails without trying
 
     @property
     def pool(self) -> ConnectionPool[Any]:
@@ -62,11 +72,17 @@ class Database:
             self._pool = None
 
     def _fetchone(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        timeout = self._timeout
+        if self._outage.down:
+            if time.monotonic() < self._retry_at:
+                raise Unavailable("Database unavailable, retry later")
+            timeout = PROBE_TIMEOUT
         try:
-            with self.pool.connection() as conn:
+            with self.pool.connection(timeout=timeout) as conn:
                 row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
         except (psycopg.OperationalError, PoolTimeout) as exc:
             self._outage.failed(type(exc).__name__)  # the name only: messages may hold a DSN
+            self._retry_at = time.monotonic() + RETRY_AFTER
             raise Unavailable("Database unavailable, retry later") from None
         self._outage.ok()
         return row

@@ -57,6 +57,7 @@ class Settings:
     worker_class: str = "meinheld"
     threads: int = 4
     auth_cache_ttl: float = 10.0
+    auth_outage_grace: float = 300.0  # seconds a known key works while PostgreSQL is down
     redis_timeout: float = 2.0
     pg_pool_max: int = 4
     max_body_bytes: int = 4096
@@ -108,6 +109,7 @@ class Settings:
             worker_class=get("COUNTER_WORKER_CLASS", _choice(WORKER_CLASSES), "meinheld"),
             threads=get("COUNTER_THREADS", _int_in(1, 256), 4),
             auth_cache_ttl=get("COUNTER_AUTH_CACHE_TTL", _float_in(0, 3600), 10.0),
+            auth_outage_grace=get("COUNTER_AUTH_OUTAGE_GRACE", _float_in(0, 86400), 300.0),
             redis_timeout=get("COUNTER_REDIS_TIMEOUT", _float_in(0.01, 60), 2.0),
             pg_pool_max=get("COUNTER_PG_POOL_MAX", _int_in(1, 100), 4),
             max_body_bytes=get("COUNTER_MAX_BODY_BYTES", _int_in(0, 1 << 20), 4096),
