@@ -28,6 +28,9 @@ def setup_logging(level: str = "INFO") -> None:
     """Idempotent: installs the JSON handler on the root logger once."""
     root = logging.getLogger()
     root.setLevel(level)
+    # An outage is logged once by the service (OutageLog); psycopg's pool would add a
+    # line for every reconnection attempt of every worker.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
