@@ -8,6 +8,9 @@ timeout: a meinheld worker blocks while it waits, so 5 s per request needing
 PostgreSQL would stall the increments of counters already in Redis too. After
 a failure, queries answer 503 without trying for ``RETRY_AFTER``; then one
 tries, waiting at most ``PROBE_TIMEOUT`` for a connection, until one succeeds.
+A query that fails on a pooled connection (PostgreSQL restarted since it was
+opened) is tried again, on the next pooled connection or a new one, before that
+counts as an outage: the queries are reads, so another try is safe.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from service.logs import OutageLog
 log = logging.getLogger("counter.pg")
 RETRY_AFTER = 1.0  # seconds of immediate 503s after a failure, per worker
 PROBE_TIMEOUT = 0.05  # seconds a query waits for a connection while PostgreSQL is down
+RECONNECT_TIMEOUT = 0.5  # seconds a try after a broken connection waits for another
 
 
 class KeyRecord(NamedTuple):
@@ -72,20 +76,31 @@ class Database:
             self._pool = None
 
     def _fetchone(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        timeout = self._timeout
-        if self._outage.down:
-            if time.monotonic() < self._retry_at:
-                raise Unavailable("Database unavailable, retry later")
-            timeout = PROBE_TIMEOUT
-        try:
-            with self.pool.connection(timeout=timeout) as conn:
-                row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            self._outage.failed(type(exc).__name__)  # the name only: messages may hold a DSN
-            self._retry_at = time.monotonic() + RETRY_AFTER
-            raise Unavailable("Database unavailable, retry later") from None
-        self._outage.ok()
-        return row
+        tries: tuple[float, ...]
+        if not self._outage.down:
+            # Every pooled connection may have died with a restart: one try more
+            # than the pool holds reaches a new connection.
+            tries = (self._timeout,) + (RECONNECT_TIMEOUT,) * self._max_size
+        elif time.monotonic() >= self._retry_at:
+            tries = (PROBE_TIMEOUT,)
+        else:
+            raise Unavailable("Database unavailable, retry later")
+        error = ""
+        for timeout in tries:
+            try:
+                with self.pool.connection(timeout=timeout) as conn:
+                    row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
+            except PoolTimeout:  # (an OperationalError too) no connection came in time
+                error = "PoolTimeout"
+                break
+            except psycopg.OperationalError:  # the pool drops the broken connection
+                error = "OperationalError"  # the name only: messages may hold a DSN
+                continue
+            self._outage.ok()
+            return row
+        self._outage.failed(error)
+        self._retry_at = time.monotonic() + RETRY_AFTER
+        raise Unavailable("Database unavailable, retry later")
 
     def read_counter(self, bucket: int, tenant: str, namespace: str) -> tuple[int, int]:
         """``(epoch, value)`` of the stored row, ``(0, 0)`` when there is none."""

@@ -73,3 +73,20 @@ def test_a_known_key_works_through_an_outage_for_the_grace_period(
     finally:
         live.close()
         dead.close()
+
+
+def test_a_postgres_restart_costs_no_query(pg_servers: tuple[str, Any]) -> None:
+    """The pool's connections die with the restart; the next query finds a new one."""
+    dsn, server = pg_servers
+    if server is None:
+        pytest.skip("PostgreSQL is external (COUNTER_TEST_PG_DSN): this test cannot restart it")
+    db = Database(dsn)
+    try:
+        assert db.read_counter(0, "t", "never") == (0, 0)  # a pooled connection now exists
+        server.stop(mode="immediate")
+        server.start_again()
+        assert db.read_counter(0, "t", "never") == (0, 0)  # not a 503
+    finally:
+        if not server.running():
+            server.start_again()
+        db.close()
