@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 
@@ -37,11 +38,12 @@ SAFE_BUILD = "1.0.2+greenlet3.park"  # what deploy/build_meinheld.py installs
 
 _wait: WaitReadable | None = None
 _hooks: LoopHooks | None = None
+_loop_thread = 0  # the thread running meinheld's loop
 
 
 def enable_meinheld() -> bool:
     """Make Redis waits cooperative in this meinheld worker; False if the build is unsafe."""
-    global _wait, _hooks
+    global _wait, _hooks, _loop_thread
     try:
         build = version("meinheld")
     except PackageNotFoundError:
@@ -66,6 +68,12 @@ def enable_meinheld() -> bool:
     def call_soon(fn: Callable[[], None]) -> None:
         server.schedule_call(0, fn)
 
+    def wait_io(fd: int, read: bool, write: bool) -> None:
+        trampoline(fd, read=read, write=write)
+
+    def call_later(seconds: float, fn: Callable[[], None]) -> None:
+        server.schedule_call(max(1, math.ceil(seconds)), fn)  # meinheld's timers tick per second
+
     _wait = wait_readable
     _hooks = LoopHooks(
         wait_readable=wait_readable,
@@ -73,7 +81,10 @@ def enable_meinheld() -> bool:
         park=server._park,
         wake=server._wake,
         call_soon=call_soon,
+        wait_io=wait_io,
+        call_later=call_later,
     )
+    _loop_thread = threading.get_ident()
     return True
 
 
@@ -85,3 +96,11 @@ def redis_wait() -> WaitReadable | None:
 def loop_hooks() -> LoopHooks | None:
     """The event loop's hooks for pipelined Redis calls, or None outside meinheld."""
     return _hooks
+
+
+def in_request() -> bool:
+    """Running in a request's greenlet of the loop, where waits may yield."""
+    hooks = _hooks
+    return (
+        hooks is not None and threading.get_ident() == _loop_thread and hooks.current() is not None
+    )

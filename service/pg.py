@@ -24,8 +24,10 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from service import coop
 from service.errors import Unavailable
 from service.logs import OutageLog
+from service.pg_coop import CoopConnection, CoopGate
 
 log = logging.getLogger("counter.pg")
 RETRY_AFTER = 1.0  # seconds of immediate 503s after a failure, per worker
@@ -52,20 +54,25 @@ class Database:
         self._lock = threading.Lock()
         self._outage = OutageLog(log, "postgres")
         self._retry_at = 0.0  # monotonic time before which a query fails without trying
+        self._gate: CoopGate | None = None  # under meinheld: requests in the pool at once
 
     @property
     def pool(self) -> ConnectionPool[Any]:
         if self._pool is None:
             with self._lock:
                 if self._pool is None:
+                    hooks = coop.loop_hooks()  # set in a meinheld worker: reads yield
                     pool: ConnectionPool[Any] = ConnectionPool(
                         self.dsn,
+                        connection_class=psycopg.Connection if hooks is None else CoopConnection,
                         min_size=1,
                         max_size=self._max_size,
                         timeout=self._timeout,
                         open=False,
                         kwargs={"autocommit": True},
                     )
+                    if hooks is not None:
+                        self._gate = CoopGate(self._max_size, hooks)
                     pool.open(wait=False)
                     self._pool = pool
         return self._pool
@@ -85,22 +92,33 @@ class Database:
             tries = (PROBE_TIMEOUT,)
         else:
             raise Unavailable("Database unavailable, retry later")
+        pool = self.pool
+        gate = self._gate if coop.in_request() else None
+        if gate is not None and not gate.acquire(tries[0]):
+            raise self._failure("PoolTimeout")
         error = ""
-        for timeout in tries:
-            try:
-                with self.pool.connection(timeout=timeout) as conn:
-                    row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
-            except PoolTimeout:  # (an OperationalError too) no connection came in time
-                error = "PoolTimeout"
-                break
-            except psycopg.OperationalError:  # the pool drops the broken connection
-                error = "OperationalError"  # the name only: messages may hold a DSN
-                continue
-            self._outage.ok()
-            return row
+        try:
+            for timeout in tries:
+                try:
+                    with pool.connection(timeout=timeout) as conn:
+                        row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
+                except PoolTimeout:  # (an OperationalError too) no connection came in time
+                    error = "PoolTimeout"
+                    break
+                except psycopg.OperationalError:  # the pool drops the broken connection
+                    error = "OperationalError"  # the name only: messages may hold a DSN
+                    continue
+                self._outage.ok()
+                return row
+        finally:
+            if gate is not None:
+                gate.release()
+        raise self._failure(error)
+
+    def _failure(self, error: str) -> Unavailable:
         self._outage.failed(error)
         self._retry_at = time.monotonic() + RETRY_AFTER
-        raise Unavailable("Database unavailable, retry later")
+        return Unavailable("Database unavailable, retry later")
 
     def read_counter(self, bucket: int, tenant: str, namespace: str) -> tuple[int, int]:
         """``(epoch, value)`` of the stored row, ``(0, 0)`` when there is none."""

@@ -42,6 +42,8 @@ class LoopHooks:
     park: Callable[[], Any]  # suspend it until woken
     wake: Callable[[Any], None]  # resume a parked one on the next loop turn
     call_soon: Callable[[Callable[[], None]], None]  # run in the loop before the next poll
+    wait_io: Callable[[int, bool, bool], None]  # wait for fd readable/writable, no timeout
+    call_later: Callable[[float, Callable[[], None]], None]  # run in the loop after ~seconds
 
 
 class _Slot:

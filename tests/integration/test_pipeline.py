@@ -9,82 +9,18 @@ greenlets and exact orders are cheap, and the flushes can be counted.
 
 from __future__ import annotations
 
-import select
-import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import redis
-from greenlet import getcurrent, greenlet
+from greenlet import getcurrent
 
-from service.pipeline import LoopHooks, PipelinedNode
+from service.pipeline import PipelinedNode
 from service.resp import ConnectionLost, ReplyError, pack
+from tests.greenloop import GreenLoop
 from tests.helpers import keep_busy
-
-
-class GreenLoop:
-    """Run greenlets to completion; ``hooks`` is what the pipeline needs of a loop."""
-
-    def __init__(self) -> None:
-        self.hub = getcurrent()
-        self.soon: deque[Callable[[], None]] = deque()
-        self.waiting: dict[int, tuple[greenlet, float]] = {}
-        self.flushes = 0
-
-    def call_soon(self, fn: Callable[[], None]) -> None:
-        self.flushes += 1
-        self.soon.append(fn)
-
-    def wait_readable(self, fd: int, timeout: float) -> None:
-        self.waiting[fd] = (getcurrent(), time.monotonic() + timeout)
-        self.hub.switch()
-
-    def current(self) -> Any:
-        g = getcurrent()
-        return None if g is self.hub else g
-
-    def wake(self, g: greenlet) -> None:
-        self.soon.append(g.switch)
-
-    @property
-    def hooks(self) -> LoopHooks:
-        return LoopHooks(
-            self.wait_readable, self.current, self.hub.switch, self.wake, self.call_soon
-        )
-
-    def run(self, *tasks: Callable[[], Any]) -> list[Any]:
-        results: list[Any] = [None] * len(tasks)
-
-        def task(i: int) -> None:
-            try:
-                results[i] = tasks[i]()
-            except ConnectionLost as exc:
-                results[i] = exc
-
-        for i in range(len(tasks)):
-            self.soon.append(lambda i=i: greenlet(task, parent=self.hub).switch(i))
-        while self.soon or self.waiting:
-            while self.soon:
-                self.soon.popleft()()
-            if not self.waiting:
-                break
-            deadline = min(d for _, d in self.waiting.values())
-            ready, _, _ = select.select(
-                list(self.waiting), [], [], max(0, deadline - time.monotonic())
-            )
-            now = time.monotonic()
-            for fd in list(self.waiting):
-                g, d = self.waiting[fd]
-                if fd in ready:
-                    del self.waiting[fd]
-                    g.switch()
-                elif d <= now:
-                    del self.waiting[fd]
-                    g.throw(TimeoutError("timed out"))
-        return results
 
 
 @pytest.fixture

@@ -1,0 +1,104 @@
+"""A small greenlet event loop with the hooks meinheld gives (``service.coop``).
+
+Code written against ``LoopHooks`` (the Redis pipeline, the PostgreSQL gate) runs
+on it in-process: many greenlets, exact orders and counted flushes are cheap here.
+Under meinheld itself that code is tested end to end in ``tests/e2e/``.
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from greenlet import getcurrent, greenlet
+
+from service.pipeline import LoopHooks
+from service.resp import ConnectionLost
+
+
+class GreenLoop:
+    """Run greenlets to completion; ``hooks`` is what the pipeline needs of a loop."""
+
+    def __init__(self) -> None:
+        self.hub = getcurrent()
+        self.soon: deque[Callable[[], None]] = deque()
+        self.waiting: dict[int, tuple[greenlet, float]] = {}
+        self.timers: list[tuple[float, Callable[[], None]]] = []
+        self.flushes = 0  # calls of call_soon
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        self.flushes += 1
+        self.soon.append(fn)
+
+    def wait_readable(self, fd: int, timeout: float) -> None:
+        self.waiting[fd] = (getcurrent(), time.monotonic() + timeout)
+        self.hub.switch()
+
+    def current(self) -> Any:
+        g = getcurrent()
+        return None if g is self.hub else g
+
+    def wake(self, g: greenlet) -> None:
+        self.soon.append(g.switch)
+
+    @property
+    def hooks(self) -> LoopHooks:
+        return LoopHooks(
+            wait_readable=self.wait_readable,
+            current=self.current,
+            park=self.hub.switch,
+            wake=self.wake,
+            call_soon=self.call_soon,
+            wait_io=self.wait_io,
+            call_later=self.call_later,
+        )
+
+    def wait_io(self, fd: int, read: bool, write: bool) -> None:
+        raise NotImplementedError("not needed by the code tested on this loop")
+
+    def call_later(self, seconds: float, fn: Callable[[], None]) -> None:
+        self.timers.append((time.monotonic() + seconds, fn))
+
+    def sleep(self, seconds: float) -> None:
+        """Park the running greenlet for ``seconds``."""
+        me = getcurrent()
+        self.call_later(seconds, me.switch)
+        self.hub.switch()
+
+    def run(self, *tasks: Callable[[], Any]) -> list[Any]:
+        results: list[Any] = [None] * len(tasks)
+
+        def task(i: int) -> None:
+            try:
+                results[i] = tasks[i]()
+            except ConnectionLost as exc:
+                results[i] = exc
+
+        for i in range(len(tasks)):
+            self.soon.append(lambda i=i: greenlet(task, parent=self.hub).switch(i))
+        while self.soon or self.waiting or self.timers:
+            while self.soon:
+                self.soon.popleft()()
+            if not self.waiting and not self.timers:
+                break
+            deadline = min([d for _, d in self.waiting.values()] + [t for t, _ in self.timers])
+            ready, _, _ = select.select(
+                list(self.waiting), [], [], max(0, deadline - time.monotonic())
+            )
+            now = time.monotonic()
+            due = [fn for t, fn in self.timers if t <= now]
+            self.timers = [(t, fn) for t, fn in self.timers if t > now]
+            for fn in due:
+                fn()
+            for fd in list(self.waiting):
+                g, d = self.waiting[fd]
+                if fd in ready:
+                    del self.waiting[fd]
+                    g.switch()
+                elif d <= now:
+                    del self.waiting[fd]
+                    g.throw(TimeoutError("timed out"))
+        return results
