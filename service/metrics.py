@@ -17,7 +17,46 @@ from prometheus_client import (
     multiprocess,
 )
 
-INCREMENTS = Counter("counter_increments_total", "Increments acknowledged with a 200")
+from service.coop import loop_hooks
+
+
+class BatchedCounter:
+    """A hot-path counter added to its Prometheus counter once a second under meinheld.
+
+    PERF: in multiprocess mode every ``inc`` takes a lock, asks the kernel for the
+    pid (``getpid``) and writes the worker's mmap file: 8.8% of a worker's Python
+    time per increment (py-spy under wrk). A meinheld timer adds the increments of
+    the last second at once; elsewhere (gthread) ``inc`` goes straight through.
+    Measured with wrk against ``make up`` (2 workers, POSTs over 1,000 namespaces,
+    three 6 s runs each): 23,698-24,832 -> 25,486-26,332 req/s.
+    """
+
+    def __init__(self, counter: Counter) -> None:
+        self.counter = counter
+        self.pending = 0
+        self.due = False
+
+    def inc(self) -> None:
+        hooks = loop_hooks()
+        if hooks is None:
+            self.counter.inc()
+            return
+        self.pending += 1
+        if not self.due:
+            self.due = True
+            hooks.call_later(1, self.flush)
+
+    def flush(self) -> None:
+        """Runs in meinheld's loop, about a second after the first pending increment."""
+        self.due = False
+        pending, self.pending = self.pending, 0
+        if pending:
+            self.counter.inc(pending)
+
+
+INCREMENTS = BatchedCounter(
+    Counter("counter_increments_total", "Increments acknowledged with a 200 (within ~1 s)")
+)
 HYDRATIONS = Counter(
     "counter_hydrations_total", "Counters seeded into Redis from PostgreSQL (missing in Redis)"
 )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import signal
 import subprocess
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -192,3 +194,24 @@ def test_every_worker_has_a_listener_of_its_own_and_takes_connections(
             conn.close()
     finally:
         server.stop()
+
+
+def increments_metric(url: str) -> float:
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    found = re.search(r"^counter_increments_total (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_increments_reach_the_metric_within_about_a_second(
+    service_url: str, new_tenant: Any
+) -> None:
+    _, key = new_tenant()
+    time.sleep(1.5)  # earlier tests' increments are in the metric by now
+    before = increments_metric(service_url)
+    for _ in range(5):
+        assert request(service_url, "POST", "/v1/misc/counter/metered", key)[0] == 200
+    deadline = time.monotonic() + 3
+    while increments_metric(service_url) < before + 5 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert increments_metric(service_url) == before + 5
