@@ -20,7 +20,7 @@ from service.resp import ConnectionLost
 
 
 class GreenLoop:
-    """Run greenlets to completion; ``hooks`` is what the pipeline needs of a loop."""
+    """Run greenlets to completion; ``hooks`` are the LoopHooks the code under test uses."""
 
     def __init__(self) -> None:
         self.hub = getcurrent()
