@@ -28,10 +28,25 @@ import logging
 import math
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
-from service.pipeline import LoopHooks
 from service.resp import WaitReadable
+
+
+@dataclass(frozen=True)
+class LoopHooks:
+    """What meinheld's loop offers the code that waits in it: Redis, PostgreSQL, metrics."""
+
+    wait_readable: WaitReadable  # wait for a readable fd, or raise OSError on timeout
+    current: Callable[[], Any]  # a handle on the running request
+    park: Callable[[], Any]  # suspend it until woken
+    wake: Callable[[Any], None]  # resume a parked one on the next loop turn
+    call_soon: Callable[[Callable[[], None]], None]  # run in the loop before the next poll
+    wait_io: Callable[[int, bool, bool], None]  # wait for fd readable/writable, no timeout
+    call_later: Callable[[float, Callable[[], None]], None]  # run in the loop after ~seconds
+
 
 log = logging.getLogger("counter.coop")
 SAFE_BUILD = "1.0.2+greenlet3.park"  # what deploy/build_meinheld.py installs

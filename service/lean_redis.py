@@ -13,7 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from service.pipeline import LoopHooks, PipelinedNode
+from service.coop import LoopHooks
+from service.pipeline import PipelinedNode
 from service.resp import ConnectionLost, NodeConnection, ReplyError, WaitReadable, pack
 
 Addr = tuple[str, int]

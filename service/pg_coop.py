@@ -21,7 +21,7 @@ from psycopg.abc import PQGen
 from psycopg.waiting import WAIT_R, WAIT_W
 
 from service import coop
-from service.pipeline import LoopHooks
+from service.coop import LoopHooks
 
 RV = Any
 

@@ -24,26 +24,12 @@ from __future__ import annotations
 
 import socket
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import hiredis
 
-from service.resp import ConnectionLost, WaitReadable
-
-
-@dataclass(frozen=True)
-class LoopHooks:
-    """What the event loop offers: see ``service.coop.loop_hooks``."""
-
-    wait_readable: WaitReadable  # wait for a readable fd, or raise OSError on timeout
-    current: Callable[[], Any]  # a handle on the running request
-    park: Callable[[], Any]  # suspend it until woken
-    wake: Callable[[Any], None]  # resume a parked one on the next loop turn
-    call_soon: Callable[[Callable[[], None]], None]  # run in the loop before the next poll
-    wait_io: Callable[[int, bool, bool], None]  # wait for fd readable/writable, no timeout
-    call_later: Callable[[float, Callable[[], None]], None]  # run in the loop after ~seconds
+from service.coop import LoopHooks
+from service.resp import ConnectionLost, open_socket
 
 
 class _Slot:
@@ -94,11 +80,7 @@ class PipelinedNode:
         return self._read_until(slot)
 
     def _connect(self) -> None:
-        try:
-            sock = socket.create_connection(self.addr, timeout=self.timeout)
-        except OSError as exc:
-            raise ConnectionLost(f"connect to {self.addr[0]}:{self.addr[1]}: {exc}") from None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = open_socket(self.addr, self.timeout)
         sock.setblocking(False)
         self._sock = sock
         self._reader = hiredis.Reader()

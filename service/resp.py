@@ -36,6 +36,16 @@ class ConnectionLost(Exception):
 WaitReadable = Callable[[int, float], None]
 
 
+def open_socket(addr: tuple[str, int], timeout: float) -> socket.socket:
+    """A TCP connection to a Redis node, Nagle off; ConnectionLost if it cannot be made."""
+    try:
+        sock = socket.create_connection(addr, timeout=timeout)
+    except OSError as exc:
+        raise ConnectionLost(f"connect to {addr[0]}:{addr[1]}: {exc}") from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
 class NodeConnection:
     """Used by one caller at a time: LeanRedis lends it out for one call."""
 
@@ -51,11 +61,7 @@ class NodeConnection:
         self._reader = hiredis.Reader()
 
     def _connect(self) -> socket.socket:
-        try:
-            sock = socket.create_connection(self.addr, timeout=self.timeout)
-        except OSError as exc:
-            raise ConnectionLost(f"connect to {self.addr[0]}:{self.addr[1]}: {exc}") from None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = open_socket(self.addr, self.timeout)
         if self.wait is not None:
             # One command in flight per connection and commands far below the send
             # buffer: sendall never meets a full buffer; only recv waits.

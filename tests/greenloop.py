@@ -15,7 +15,7 @@ from typing import Any
 
 from greenlet import getcurrent, greenlet
 
-from service.pipeline import LoopHooks
+from service.coop import LoopHooks
 from service.resp import ConnectionLost
 
 

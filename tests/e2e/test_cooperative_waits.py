@@ -7,15 +7,11 @@ behind the one waiting on a busy node (``tests.helpers.keep_busy``).
 
 from __future__ import annotations
 
-import http.client
-import json
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -23,7 +19,7 @@ from service import keys
 from service.redis_conn import connect
 from service.settings import Settings
 from tests.e2e.server import Gunicorn, settings_env
-from tests.e2e.test_http_service import request
+from tests.e2e.test_http_service import hammer, request
 from tests.helpers import keep_busy, node_of
 
 
@@ -74,8 +70,9 @@ def test_other_requests_are_served_while_one_waits_on_redis(
     one_worker: Gunicorn, cluster_settings: Settings, cluster_client: Any, new_tenant: Any
 ) -> None:
     tenant, key = new_tenant()
-    rclient = cluster_client
-    busy_ns, free_ns, busy_node = namespaces_on_two_nodes(rclient, tenant, cluster_settings.buckets)
+    busy_ns, free_ns, busy_node = namespaces_on_two_nodes(
+        cluster_client, tenant, cluster_settings.buckets
+    )
     url = one_worker.url
     assert request(url, "POST", f"/v1/misc/counter/{busy_ns}", key)[0] == 200  # connections warm
 
@@ -97,8 +94,9 @@ def test_a_timed_out_wait_answers_503_and_the_increment_applies_once(
     one_worker: Gunicorn, cluster_settings: Settings, cluster_client: Any, new_tenant: Any
 ) -> None:
     tenant, key = new_tenant()
-    rclient = cluster_client
-    busy_ns, _, busy_node = namespaces_on_two_nodes(rclient, tenant, cluster_settings.buckets)
+    busy_ns, _, busy_node = namespaces_on_two_nodes(
+        cluster_client, tenant, cluster_settings.buckets
+    )
     path = f"/v1/misc/counter/{busy_ns}"
     assert request(one_worker.url, "POST", path, key)[1]["data"]["value"] == 1
 
@@ -125,19 +123,7 @@ def test_requests_in_flight_share_one_pipelined_connection_per_node(
     path = "/v1/misc/counter/hot"
     node = node_of(cluster_client, values_key(tenant, "hot", cluster_settings.buckets))
     assert request(one_worker.url, "POST", path, key)[1]["data"]["value"] == 1
-    parts = urlsplit(one_worker.url)
-
-    def hammer(_: int) -> list[int]:
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-        values = []
-        for _ in range(60):
-            conn.request("POST", path, headers={"requiems-api-key": key})
-            values.append(json.loads(conn.getresponse().read())["data"]["value"])
-        conn.close()
-        return values
-
-    with ThreadPoolExecutor(16) as pool:
-        values = [v for chunk in pool.map(hammer, range(16)) for v in chunk]
+    values = hammer(one_worker.url, path, key, threads=16, each=60)
     # Every reply reached its own request: distinct, gap-free values.
     assert sorted(values) == list(range(2, 2 + 16 * 60))
     # 16 requests in flight at once, one connection: a pool would have opened many.

@@ -33,6 +33,23 @@ def request(url: str, method: str, path: str, key: str | None = None) -> tuple[i
     return resp.status, body, resp.headers
 
 
+def hammer(url: str, path: str, key: str, threads: int, each: int) -> list[int]:
+    """``threads`` keep-alive clients POST ``each`` increments; all values returned."""
+    parts = urlsplit(url)
+
+    def client(_: int) -> list[int]:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        values = []
+        for _ in range(each):
+            conn.request("POST", path, headers={"requiems-api-key": key})
+            values.append(json.loads(conn.getresponse().read())["data"]["value"])
+        conn.close()
+        return values
+
+    with ThreadPoolExecutor(threads) as pool:
+        return [v for chunk in pool.map(client, range(threads)) for v in chunk]
+
+
 def test_post_then_get_over_http(service_url: str, new_tenant: Any) -> None:
     _, key = new_tenant()
     assert request(service_url, "POST", "/v1/misc/counter/page-views", key)[1]["data"] == {
@@ -69,19 +86,7 @@ def test_16_threads_x_100_over_http_are_exact(service_url: str, new_tenant: Any)
     _, key = new_tenant()
     path = "/v1/misc/counter/hot"
     start = request(service_url, "GET", path, key)[1]["data"]["value"]
-    parts = urlsplit(service_url)
-
-    def worker(_: int) -> list[int]:
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-        values = []
-        for _ in range(100):
-            conn.request("POST", path, headers={"requiems-api-key": key})
-            values.append(json.loads(conn.getresponse().read())["data"]["value"])
-        conn.close()
-        return values
-
-    with ThreadPoolExecutor(16) as pool:
-        values = [v for chunk in pool.map(worker, range(16)) for v in chunk]
+    values = hammer(service_url, path, key, threads=16, each=100)
     assert sorted(values) == list(range(start + 1, start + 1601))
     assert request(service_url, "GET", path, key)[1]["data"]["value"] == start + 1600
 

@@ -32,6 +32,11 @@ def node(redis_single_url: str) -> Iterator[tuple[tuple[str, int], redis.Redis]]
     r.close()
 
 
+def command(pipe: PipelinedNode, *parts: str | int | bytes) -> Callable[[], Any]:
+    """A task for ``GreenLoop.run``: one command through ``pipe`` from its own greenlet."""
+    return lambda: pipe.call(pack(*parts), getcurrent())
+
+
 def test_commands_of_one_turn_go_in_one_send_and_each_reply_reaches_its_owner(
     node: tuple[tuple[str, int], redis.Redis],
 ) -> None:
@@ -40,10 +45,7 @@ def test_commands_of_one_turn_go_in_one_send_and_each_reply_reaches_its_owner(
     loop = GreenLoop()
     pipe = PipelinedNode(addr, 5, loop.hooks)
 
-    def incr() -> Any:
-        return pipe.call(pack("INCR", "pipe:a"), getcurrent())
-
-    values = loop.run(*[incr] * 50)
+    values = loop.run(*[command(pipe, "INCR", "pipe:a")] * 50)
     assert sorted(values) == list(range(1, 51))
     assert loop.flushes == 1  # 50 commands, one send
     pipe.close()
@@ -79,9 +81,9 @@ def test_a_command_larger_than_the_socket_buffers_is_sent_whole(
     loop = GreenLoop()
     pipe = PipelinedNode(addr, 5, loop.hooks)
     out = loop.run(
-        lambda: pipe.call(pack("SET", "pipe:big", big), getcurrent()),
-        lambda: pipe.call(pack("STRLEN", "pipe:big"), getcurrent()),
-        lambda: pipe.call(pack("NOSUCHCOMMAND"), getcurrent()),
+        command(pipe, "SET", "pipe:big", big),
+        command(pipe, "STRLEN", "pipe:big"),
+        command(pipe, "NOSUCHCOMMAND"),
     )
     assert out[0] == b"OK" and out[1] == len(big)
     assert isinstance(out[2], ReplyError)  # error replies are values, in their place
@@ -97,10 +99,10 @@ def test_a_timeout_fails_every_command_in_flight_once_and_the_next_call_reconnec
     loop = GreenLoop()
     pipe = PipelinedNode(addr, 0.3, loop.hooks)
     busy = keep_busy(r, 1200)  # the node answers nobody for 1.2 s
-    out = loop.run(*[lambda: pipe.call(pack("INCR", "pipe:t"), getcurrent())] * 5)
+    out = loop.run(*[command(pipe, "INCR", "pipe:t")] * 5)
     busy.join(10)
     assert all(isinstance(x, ConnectionLost) for x in out)
     # The node ran the five buffered increments once free; none was sent twice.
     assert int(r.get("pipe:t") or 0) == 5
-    assert loop.run(lambda: pipe.call(pack("INCR", "pipe:t"), getcurrent())) == [6]
+    assert loop.run(command(pipe, "INCR", "pipe:t")) == [6]
     pipe.close()
