@@ -13,7 +13,15 @@ request parks with nothing registered in the event loop and is resumed from the
 loop's pending queue, so the requests sharing a pipelined Redis connection
 (``service/pipeline.py``) wait and wake without a syscall each.
 
-The build is installed as version ``1.0.2+greenlet3.park``; the service makes Redis
+Liveness (see ``LIVE_C``): a wait on an fd the loop cannot register (at or past
+picoev's ``max_fd``) raises ``OSError`` instead of parking its request for good;
+a client connection whose fd is at or past ``_set_client_fd_limit(n)`` is answered
+with the service's JSON 503 and closed instead of being accepted and starved
+(counted by ``_refused_connections()``), so fds below ``max_fd`` stay free for the
+worker's own Redis and PostgreSQL sockets; running out of fds (EMFILE) or an
+aborted handshake no longer kills the worker.
+
+The build is installed as version ``1.0.2+greenlet3.park.live``; the service makes Redis
 waits cooperative and pipelined only under that build and blocks the worker otherwise.
 
 Usage: ``python deploy/build_meinheld.py`` with the virtualenv's Python.
@@ -29,7 +37,7 @@ import tempfile
 from pathlib import Path
 
 VERSION = "1.0.2"
-LOCAL_VERSION = f"{VERSION}+greenlet3.park"
+LOCAL_VERSION = f"{VERSION}+greenlet3.park.live"
 
 # Park and wake a request's greenlet with no syscall (service/pipeline.py): _park()
 # switches the running request to the loop with nothing registered; _wake(client)
@@ -107,6 +115,53 @@ static PyObject *meinheld_wake(PyObject *self, PyObject *client) {
 static PyMethodDef ServerMethods[] = {
 """
 
+# Liveness: refuse clients past a limit with the service's JSON 503 (accept_callback),
+# and never park a request on an fd the loop did not register (trampoline).
+LIVE_C = """\
+static int client_fd_limit = 1 << 30;
+static long refused_connections = 0;
+
+static void refuse_connection(int fd) {
+  char body[192], head[448];
+  char stamp[32];
+  struct tm tm;
+  time_t now = time(NULL);
+  int body_len, head_len;
+  gmtime_r(&now, &tm);
+  strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  body_len = snprintf(body, sizeof(body),
+                      "{\\"error\\":\\"unavailable\\",\\"message\\":\\"Too many "
+                      "connections to this worker, retry later\\",\\"metadata\\":"
+                      "{\\"timestamp\\":\\"%s\\"}}", stamp);
+  head_len = snprintf(head, sizeof(head),
+                      "HTTP/1.1 503 Service Unavailable\\r\\nContent-Type: application/json"
+                      "\\r\\nContent-Length: %d\\r\\nRetry-After: 1\\r\\nConnection: close"
+                      "\\r\\n\\r\\n%s", body_len, body);
+  if (write(fd, head, head_len) < 0) {
+    /* best effort: the client is refused either way */
+  }
+  shutdown(fd, SHUT_WR);
+  close(fd);
+  refused_connections++;
+}
+
+static PyObject *meinheld_set_client_fd_limit(PyObject *self, PyObject *args) {
+  int limit;
+  if (!PyArg_ParseTuple(args, "i", &limit) || limit < 1) {
+    PyErr_SetString(PyExc_ValueError, "_set_client_fd_limit: a positive int");
+    return NULL;
+  }
+  client_fd_limit = limit;
+  Py_RETURN_NONE;
+}
+
+static PyObject *meinheld_refused_connections(PyObject *self, PyObject *unused) {
+  return PyLong_FromLong(refused_connections);
+}
+
+static void accept_callback(picoev_loop *loop, int fd, int events,
+"""
+
 # (file, text in meinheld's source, replacement): each must match exactly once.
 EDITS = (
     (
@@ -128,7 +183,46 @@ EDITS = (
         '    {"_resume_client", meinheld_resume_client, METH_VARARGS, "resume client"},\n'
         '    {"_current_client", meinheld_current_client, METH_NOARGS, 0},\n'
         '    {"_park", meinheld_park, METH_NOARGS, 0},\n'
-        '    {"_wake", meinheld_wake, METH_O, 0},\n',
+        '    {"_wake", meinheld_wake, METH_O, 0},\n'
+        '    {"_set_client_fd_limit", meinheld_set_client_fd_limit, METH_VARARGS, 0},\n'
+        '    {"_refused_connections", meinheld_refused_connections, METH_NOARGS, 0},\n',
+    ),
+    ("meinheld/server/server.c", "static void accept_callback(picoev_loop *loop, int fd, int events,\n", LIVE_C),
+    (
+        "meinheld/server/server.c",
+        '      if (client_fd != -1) {\n        DEBUG("accept fd %d", client_fd);\n',
+        '      if (client_fd != -1) {\n        DEBUG("accept fd %d", client_fd);\n'
+        "        if (client_fd >= client_fd_limit) {\n"
+        "          refuse_connection(client_fd);\n"
+        "          continue;\n"
+        "        }\n",
+    ),
+    (
+        "meinheld/server/server.c",
+        "        if (errno != EAGAIN && errno != EWOULDBLOCK) {\n"
+        "          PyErr_SetFromErrno(PyExc_IOError);\n"
+        "          /* write_error_log(__FILE__, __LINE__); */\n"
+        "          call_error_logger();\n"
+        "          // die\n"
+        "          kill_server(0);\n",
+        "        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED &&\n"
+        "            errno != EINTR && errno != EMFILE && errno != ENFILE &&\n"
+        "            errno != ENOBUFS && errno != ENOMEM && errno != EPROTO) {\n"
+        "          PyErr_SetFromErrno(PyExc_IOError);\n"
+        "          /* write_error_log(__FILE__, __LINE__); */\n"
+        "          call_error_logger();\n"
+        "          // die\n"
+        "          kill_server(0);\n",
+    ),
+    (
+        "meinheld/server/server.c",
+        '"i|OOi:trampoline", keywords,\n                                   &fd, &read, &write, &timeout)) {\n    return NULL;\n  }\n',
+        '"i|OOi:trampoline", keywords,\n                                   &fd, &read, &write, &timeout)) {\n    return NULL;\n  }\n'
+        "  if (main_loop == NULL || fd >= picoev.max_fd) {\n"
+        '    PyErr_Format(PyExc_OSError, "trampoline: fd %d cannot join the event loop "\n'
+        '                 "(max_fd %d)", fd, picoev.max_fd);\n'
+        "    return NULL;\n"
+        "  }\n",
     ),
     ("setup.py", "'greenlet>=0.4.5,<0.5'", "'greenlet>=3'"),
     ("setup.py", f'version="{VERSION}"', f'version="{LOCAL_VERSION}"'),

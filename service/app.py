@@ -29,7 +29,12 @@ def create_app(
     if store is None:
         store = CounterStore(
             lambda: open_access(settings),
-            Database(settings.pg_dsn, max_size=settings.pg_pool_max),
+            Database(
+                settings.pg_dsn,
+                max_size=settings.pg_pool_max,
+                connect_timeout=settings.pg_connect_timeout,
+                statement_timeout=settings.pg_statement_timeout,
+            ),
             settings.buckets,
         )
     auth = Authenticator(store.db, settings.auth_cache_ttl, settings.auth_outage_grace)
@@ -40,7 +45,7 @@ def create_app(
         # and get a 400 instead of falling through to a 404.
         app.add_route(prefix + "/{namespace:path}", counters)
         app.add_route(prefix + "/", counters)  # empty namespace: 400, not 404
-    app.add_route("/healthz", HealthResource())
+    app.add_route("/healthz", HealthResource(store))
     app.add_route("/readyz", ReadyResource(store))
     app.add_route("/metrics", MetricsResource())
     errors.install(app)

@@ -32,24 +32,34 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from service.resp import WaitReadable
+from service.resp import WaitIO, WaitReadable
 
 
 @dataclass(frozen=True)
 class LoopHooks:
-    """What meinheld's loop offers the code that waits in it: Redis, PostgreSQL, metrics."""
+    """What meinheld's loop offers the code that waits in it: Redis, PostgreSQL, metrics.
+
+    Every wait has a deadline: a request parked in the loop always wakes.
+    """
 
     wait_readable: WaitReadable  # wait for a readable fd, or raise OSError on timeout
     current: Callable[[], Any]  # a handle on the running request
     park: Callable[[], Any]  # suspend it until woken
     wake: Callable[[Any], None]  # resume a parked one on the next loop turn
     call_soon: Callable[[Callable[[], None]], None]  # run in the loop before the next poll
-    wait_io: Callable[[int, bool, bool], None]  # wait for fd readable/writable, no timeout
+    wait_io: WaitIO  # wait for fd readable/writable, or raise OSError after ~timeout
     call_later: Callable[[float, Callable[[], None]], None]  # run in the loop after ~seconds
+    spawn: Callable[[Callable[[], None]], None]  # run in a greenlet of its own, in the loop
+
+    def sleep(self, seconds: float) -> None:
+        """Park the running request for about ``seconds`` (timers tick once a second)."""
+        owner = self.current()
+        self.call_later(seconds, lambda: self.wake(owner))
+        self.park()
 
 
 log = logging.getLogger("counter.coop")
-SAFE_BUILD = "1.0.2+greenlet3.park"  # what deploy/build_meinheld.py installs
+SAFE_BUILD = "1.0.2+greenlet3.park.live"  # what deploy/build_meinheld.py installs
 
 _wait: WaitReadable | None = None
 _hooks: LoopHooks | None = None
@@ -83,8 +93,11 @@ def enable_meinheld() -> bool:
     def call_soon(fn: Callable[[], None]) -> None:
         server.schedule_call(0, fn)
 
-    def wait_io(fd: int, read: bool, write: bool) -> None:
-        trampoline(fd, read=read, write=write)
+    def wait_io(fd: int, read: bool, write: bool, timeout: float) -> None:
+        trampoline(fd, read=read, write=write, timeout=math.ceil(timeout) + 1)
+
+    def spawn(fn: Callable[[], None]) -> None:
+        server.spawn(fn)
 
     def call_later(seconds: float, fn: Callable[[], None]) -> None:
         server.schedule_call(max(1, math.ceil(seconds)), fn)  # meinheld's timers tick per second
@@ -98,6 +111,7 @@ def enable_meinheld() -> bool:
         call_soon=call_soon,
         wait_io=wait_io,
         call_later=call_later,
+        spawn=spawn,
     )
     _loop_thread = threading.get_ident()
     return True

@@ -30,6 +30,9 @@ bind = [_settings.bind]
 workers = _settings.workers
 worker_class = _settings.gunicorn_worker_class
 threads = _settings.threads
+# Client connections per worker: meinheld answers those past it with a JSON 503 and
+# closes them (service.worker), so the fds the worker needs for Redis stay free.
+worker_connections = _settings.worker_connections
 keepalive = 75
 # meinheld workers add SO_REUSEPORT listeners of their own (service.worker); the
 # shared socket must allow that too. on_starting refuses a port already served.

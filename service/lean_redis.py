@@ -78,7 +78,9 @@ class LeanRedis:
         try:
             conn = idle.pop()  # list.pop and append are atomic: no lock for threads
         except IndexError:
-            conn = NodeConnection(addr, self.timeout, self.wait)
+            conn = NodeConnection(
+                addr, self.timeout, self.wait, hooks.wait_io if hooks is not None else None
+            )
         try:
             reply = conn.call(packed, replies)
         except ConnectionLost:
@@ -155,10 +157,22 @@ class LeanRedis:
             if kind == "TRYAGAIN" and tries < MAX_REDIRECTS:
                 # A multi-key script hit a slot being migrated; it did not run. The
                 # migration of one slot takes milliseconds: wait, then ask again.
-                time.sleep(TRYAGAIN_PAUSE)
+                self._pause()
                 continue
             raise CommandRefused(message)
         raise CommandRefused(f"too many redirections for slot {slot}")
+
+    def _pause(self) -> None:
+        """Wait ``TRYAGAIN_PAUSE``: in a request through the loop (timers tick per second)."""
+        hooks = self.hooks
+        if hooks is not None and hooks.current() is not None:
+            hooks.sleep(TRYAGAIN_PAUSE)
+        else:  # a thread of its own (gthread, tools): sleeping blocks nobody else
+            time.sleep(TRYAGAIN_PAUSE)
+
+    def stuck(self) -> bool:
+        """Whether a pipelined command has waited well past every deadline."""
+        return any(pipe.stuck() for pipe in self._pipes.values())
 
     def ping_all(self) -> bool:
         try:

@@ -61,6 +61,10 @@ HYDRATIONS = Counter(
     "counter_hydrations_total", "Counters seeded into Redis from PostgreSQL (missing in Redis)"
 )
 ERRORS = Counter("counter_http_errors_total", "Error responses by status", ["status"])
+REFUSED = Counter(
+    "counter_connections_refused_total",
+    "Client connections answered 503 and closed past COUNTER_WORKER_CONNECTIONS",
+)
 
 
 def render() -> tuple[bytes, str]:

@@ -3,9 +3,11 @@
 Reads only: hydration of a counter missing from Redis, and API key lookups
 (cached by ``service.auth``). Writes of counters belong to the flusher.
 
-During an outage a query fails at once instead of waiting for the pool's
-timeout: a meinheld worker blocks while it waits, so 5 s per request needing
-PostgreSQL would stall the increments of counters already in Redis too. After
+Every connection has libpq's ``connect_timeout`` and a server-side
+``statement_timeout``; under meinheld the pool is ``CoopPool`` (``pg_coop``),
+whose connects and waits go through the loop with deadlines. During an outage a
+query fails at once instead of waiting for a timeout again, so the requests that
+need PostgreSQL fail fast while the increments of counters in Redis go on. After
 a failure, queries answer 503 without trying for ``RETRY_AFTER``; then one
 tries, waiting at most ``PROBE_TIMEOUT`` for a connection, until one succeeds.
 A query that fails on a pooled connection (PostgreSQL restarted since it was
@@ -18,16 +20,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, NamedTuple
 
 import psycopg
+from psycopg.errors import ConnectionTimeout, QueryCanceled
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from service import coop
 from service.errors import Unavailable
 from service.logs import OutageLog
-from service.pg_coop import CoopConnection, CoopGate
+from service.pg_coop import CoopPool, with_timeouts
 
 log = logging.getLogger("counter.pg")
 RETRY_AFTER = 1.0  # seconds of immediate 503s after a failure, per worker
@@ -46,35 +50,49 @@ class KeyRecord(NamedTuple):
 class Database:
     """Owns the pool; opened on first use so no socket exists before gunicorn forks."""
 
-    def __init__(self, dsn: str, max_size: int = 4, timeout: float = 5.0) -> None:
-        self.dsn = dsn
+    def __init__(
+        self,
+        dsn: str,
+        max_size: int = 4,
+        timeout: float = 5.0,
+        connect_timeout: float = 2.0,
+        statement_timeout: float = 2.0,
+    ) -> None:
+        self.dsn = with_timeouts(dsn, connect_timeout, statement_timeout)
         self._max_size = max_size
         self._timeout = timeout
-        self._pool: ConnectionPool[Any] | None = None
+        self._connect_timeout = connect_timeout
+        self._io_timeout = statement_timeout + 1.0  # the server's own timeout fires first
+        self._pool: ConnectionPool[Any] | CoopPool | None = None
         self._lock = threading.Lock()
         self._outage = OutageLog(log, "postgres")
         self._retry_at = 0.0  # monotonic time before which a query fails without trying
-        self._gate: CoopGate | None = None  # under meinheld: requests in the pool at once
 
     @property
-    def pool(self) -> ConnectionPool[Any]:
+    def pool(self) -> ConnectionPool[Any] | CoopPool:
         if self._pool is None:
             with self._lock:
                 if self._pool is None:
                     hooks = coop.loop_hooks()  # set in a meinheld worker: reads yield
-                    pool: ConnectionPool[Any] = ConnectionPool(
-                        self.dsn,
-                        connection_class=psycopg.Connection if hooks is None else CoopConnection,
-                        min_size=1,
-                        max_size=self._max_size,
-                        timeout=self._timeout,
-                        open=False,
-                        kwargs={"autocommit": True},
-                    )
                     if hooks is not None:
-                        self._gate = CoopGate(self._max_size, hooks)
-                    pool.open(wait=False)
-                    self._pool = pool
+                        self._pool = CoopPool(
+                            self.dsn,
+                            self._max_size,
+                            hooks,
+                            self._connect_timeout,
+                            self._io_timeout,
+                        )
+                    else:
+                        pool: ConnectionPool[Any] = ConnectionPool(
+                            self.dsn,
+                            min_size=1,
+                            max_size=self._max_size,
+                            timeout=self._timeout,
+                            open=False,
+                            kwargs={"autocommit": True},
+                        )
+                        pool.open(wait=False)
+                        self._pool = pool
         return self._pool
 
     def close(self) -> None:
@@ -93,27 +111,30 @@ class Database:
         else:
             raise Unavailable("Database unavailable, retry later")
         pool = self.pool
-        gate = self._gate if coop.in_request() else None
-        if gate is not None and not gate.acquire(tries[0]):
-            raise self._failure("PoolTimeout")
+        if isinstance(pool, CoopPool) and not coop.in_request():
+            tries = tries[:1]  # outside a request nothing may park: one blocking try
         error = ""
-        try:
-            for timeout in tries:
-                try:
-                    with pool.connection(timeout=timeout) as conn:
-                        row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
-                except PoolTimeout:  # (an OperationalError too) no connection came in time
-                    error = "PoolTimeout"
-                    break
-                except psycopg.OperationalError:  # the pool drops the broken connection
-                    error = "OperationalError"  # the name only: messages may hold a DSN
-                    continue
-                self._outage.ok()
-                return row
-        finally:
-            if gate is not None:
-                gate.release()
+        for timeout in tries:
+            try:
+                with self._connection(pool, timeout) as conn:
+                    row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
+            except (PoolTimeout, ConnectionTimeout, QueryCanceled) as exc:
+                # No connection or no answer in time: another try would wait as long.
+                error = type(exc).__name__
+                break
+            except psycopg.OperationalError:  # the pool drops the broken connection
+                error = "OperationalError"  # the name only: messages may hold a DSN
+                continue
+            self._outage.ok()
+            return row
         raise self._failure(error)
+
+    def _connection(
+        self, pool: ConnectionPool[Any] | CoopPool, timeout: float
+    ) -> AbstractContextManager[psycopg.Connection[Any]]:
+        if isinstance(pool, CoopPool) and not coop.in_request():
+            return psycopg.connect(self.dsn, autocommit=True)
+        return pool.connection(timeout=timeout)
 
     def _failure(self, error: str) -> Unavailable:
         self._outage.failed(error)

@@ -29,6 +29,7 @@ class CounterRedis(Protocol):
     def incr(self, slot: int, keys: Sequence[str], args: Sequence[Any]) -> int: ...
     def hget(self, slot: int, key: str, field: str) -> bytes | None: ...
     def ping(self) -> bool: ...
+    def stuck(self) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -52,6 +53,9 @@ class LeanAccess:
 
     def ping(self) -> bool:
         return self.client.ping_all()
+
+    def stuck(self) -> bool:
+        return self.client.stuck()
 
     def close(self) -> None:
         self.client.close()
@@ -80,6 +84,9 @@ class RedisPyAccess:
             return bool(self.client.ping())
         except RedisError:
             return False
+
+    def stuck(self) -> bool:
+        return False  # blocking calls with socket timeouts: nothing parks
 
     def close(self) -> None:
         self.client.close()

@@ -59,11 +59,23 @@ def _ok(resp: falcon.Response, namespace: str, value: int) -> None:
 
 
 class HealthResource:
-    """``/healthz``: the process is alive. No backend is consulted."""
+    """``/healthz``: this worker's loop answers and no Redis call of it is stuck.
+
+    No backend is consulted (a Redis outage is ``/readyz``'s business): it fails
+    only when a command has waited well past every deadline, which the deadlines
+    make impossible unless the worker itself is broken, so restarting helps.
+    """
+
+    def __init__(self, store: CounterStore) -> None:
+        self.store = store
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = falcon.MEDIA_JSON
-        resp.data = b'{"status":"ok"}'
+        if self.store.stuck():
+            resp.status = 503
+            resp.data = b'{"status":"stuck"}'
+        else:
+            resp.data = b'{"status":"ok"}'
 
 
 class ReadyResource:

@@ -11,7 +11,10 @@ naive redis-py INCR app.
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,37 +37,97 @@ class ConnectionLost(Exception):
 # Given one, a connection is non-blocking and yields to other requests while Redis
 # answers (see ``service.coop``); without one, it blocks the thread.
 WaitReadable = Callable[[int, float], None]
+# Waits until ``fd`` is readable (read) and/or writable (write), or raises OSError
+# after about ``timeout`` seconds: how a connect waits through meinheld's loop.
+WaitIO = Callable[[int, bool, bool, float], None]
+
+RESOLVE_TTL = 60.0  # seconds a host name's address is reused (a lookup blocks)
+_resolved: dict[tuple[str, int], tuple[float, tuple[int, tuple[Any, ...]]]] = {}
 
 
-def open_socket(addr: tuple[str, int], timeout: float) -> socket.socket:
-    """A TCP connection to a Redis node, Nagle off; ConnectionLost if it cannot be made."""
+def _sockaddr(addr: tuple[str, int]) -> tuple[int, tuple[Any, ...]]:
+    """(family, sockaddr) of ``addr``; a name is looked up once per ``RESOLVE_TTL``.
+
+    Cluster nodes are addressed by IP (``CLUSTER SLOTS``), so only seed names are
+    ever looked up, and that lookup is the one call here that may block.
+    """
+    host, port = addr
     try:
-        sock = socket.create_connection(addr, timeout=timeout)
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        now = time.monotonic()
+        hit = _resolved.get(addr)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        _resolved[addr] = (now + RESOLVE_TTL, (family, sockaddr))
+        return family, sockaddr
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    return family, (host, port)
+
+
+def open_socket(
+    addr: tuple[str, int], timeout: float, wait_io: WaitIO | None = None
+) -> socket.socket:
+    """A TCP connection to a Redis node, Nagle off; ConnectionLost if it cannot be made.
+
+    With ``wait_io`` the connect is non-blocking and waits through the event loop
+    (a black-holed node costs the waiting request ``timeout``, not the worker);
+    the socket is returned non-blocking. Without, it blocks up to ``timeout``.
+    """
+    where = f"connect to {addr[0]}:{addr[1]}"
+    if wait_io is None:
+        try:
+            sock = socket.create_connection(addr, timeout=timeout)
+        except OSError as exc:
+            raise ConnectionLost(f"{where}: {exc}") from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    try:
+        family, sockaddr = _sockaddr(addr)
     except OSError as exc:
-        raise ConnectionLost(f"connect to {addr[0]}:{addr[1]}: {exc}") from None
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        raise ConnectionLost(f"{where}: {exc}") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        err = sock.connect_ex(sockaddr)
+        if err in (errno.EINPROGRESS, errno.EAGAIN):
+            wait_io(sock.fileno(), False, True, timeout)
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, errno.errorcode.get(err, str(err)))
+    except OSError as exc:
+        sock.close()
+        raise ConnectionLost(f"{where}: {exc}") from None
     return sock
 
 
 class NodeConnection:
     """Used by one caller at a time: LeanRedis lends it out for one call."""
 
-    __slots__ = ("addr", "timeout", "wait", "_sock", "_reader")
+    __slots__ = ("addr", "timeout", "wait", "wait_io", "_sock", "_reader")
 
     def __init__(
-        self, addr: tuple[str, int], timeout: float, wait: WaitReadable | None = None
+        self,
+        addr: tuple[str, int],
+        timeout: float,
+        wait: WaitReadable | None = None,
+        wait_io: WaitIO | None = None,
     ) -> None:
         self.addr = addr
         self.timeout = timeout
         self.wait = wait
+        self.wait_io = wait_io
         self._sock: socket.socket | None = None
         self._reader = hiredis.Reader()
 
     def _connect(self) -> socket.socket:
-        sock = open_socket(self.addr, self.timeout)
+        sock = open_socket(self.addr, self.timeout, self.wait_io)
         if self.wait is not None:
             # One command in flight per connection and commands far below the send
-            # buffer: sendall never meets a full buffer; only recv waits.
+            # buffer: a full buffer is a lost connection (BlockingIOError), never a
+            # blocked worker; only recv waits.
             sock.setblocking(False)
         self._sock = sock
         self._reader = hiredis.Reader()

@@ -60,6 +60,9 @@ class Settings:
     auth_outage_grace: float = 300.0  # seconds a known key works while PostgreSQL is down
     redis_timeout: float = 2.0
     pg_pool_max: int = 4
+    pg_connect_timeout: float = 2.0
+    pg_statement_timeout: float = 2.0
+    worker_connections: int = 1000  # client connections per meinheld worker; more get a 503
     max_body_bytes: int = 4096
     flush_interval: float = 1.0
     flush_batch: int = 5000
@@ -112,6 +115,9 @@ class Settings:
             auth_outage_grace=get("COUNTER_AUTH_OUTAGE_GRACE", _float_in(0, 86400), 300.0),
             redis_timeout=get("COUNTER_REDIS_TIMEOUT", _float_in(0.01, 60), 2.0),
             pg_pool_max=get("COUNTER_PG_POOL_MAX", _int_in(1, 100), 4),
+            pg_connect_timeout=get("COUNTER_PG_CONNECT_TIMEOUT", _float_in(0.1, 60), 2.0),
+            pg_statement_timeout=get("COUNTER_PG_STATEMENT_TIMEOUT", _float_in(0.01, 600), 2.0),
+            worker_connections=get("COUNTER_WORKER_CONNECTIONS", _int_in(1, 1_000_000), 1000),
             max_body_bytes=get("COUNTER_MAX_BODY_BYTES", _int_in(0, 1 << 20), 4096),
             flush_interval=get("COUNTER_FLUSH_INTERVAL", _float_in(0.01, 3600), 1.0),
             flush_batch=get("COUNTER_FLUSH_BATCH", _int_in(1, 1_000_000), 5000),

@@ -96,6 +96,10 @@ class CounterStore:
         except Unavailable:
             return False
 
+    def stuck(self) -> bool:
+        """A Redis call has waited well past every deadline: the worker should be replaced."""
+        return self._redis is not None and self._redis.stuck()
+
     def close(self) -> None:
         if self._redis is not None:
             self._redis.close()

@@ -25,7 +25,8 @@ class GreenLoop:
     def __init__(self) -> None:
         self.hub = getcurrent()
         self.soon: deque[Callable[[], None]] = deque()
-        self.waiting: dict[int, tuple[greenlet, float]] = {}
+        self.waiting: dict[int, tuple[greenlet, float]] = {}  # fd -> (waiter, deadline)
+        self.writing: set[int] = set()  # fds of ``waiting`` waited on for writability
         self.timers: list[tuple[float, Callable[[], None]]] = []
         self.flushes = 0  # calls of call_soon
 
@@ -54,10 +55,17 @@ class GreenLoop:
             call_soon=self.call_soon,
             wait_io=self.wait_io,
             call_later=self.call_later,
+            spawn=self.spawn,
         )
 
-    def wait_io(self, fd: int, read: bool, write: bool) -> None:
-        raise NotImplementedError("not needed by the code tested on this loop")
+    def wait_io(self, fd: int, read: bool, write: bool, timeout: float) -> None:
+        if write:
+            self.writing.add(fd)
+        self.waiting[fd] = (getcurrent(), time.monotonic() + timeout)
+        self.hub.switch()
+
+    def spawn(self, fn: Callable[[], None]) -> None:
+        self.soon.append(lambda: greenlet(fn, parent=self.hub).switch())
 
     def call_later(self, seconds: float, fn: Callable[[], None]) -> None:
         self.timers.append((time.monotonic() + seconds, fn))
@@ -70,24 +78,28 @@ class GreenLoop:
 
     def run(self, *tasks: Callable[[], Any]) -> list[Any]:
         results: list[Any] = [None] * len(tasks)
+        finished = [0]
 
         def task(i: int) -> None:
             try:
                 results[i] = tasks[i]()
             except ConnectionLost as exc:
                 results[i] = exc
+            finished[0] += 1
 
         for i in range(len(tasks)):
             self.soon.append(lambda i=i: greenlet(task, parent=self.hub).switch(i))
         while self.soon or self.waiting or self.timers:
             while self.soon:
                 self.soon.popleft()()
-            if not self.waiting and not self.timers:
-                break
+            if finished[0] == len(tasks) or (not self.waiting and not self.timers):
+                break  # the tasks are done: timers left (a watchdog) are not waited for
             deadline = min([d for _, d in self.waiting.values()] + [t for t, _ in self.timers])
-            ready, _, _ = select.select(
-                list(self.waiting), [], [], max(0, deadline - time.monotonic())
+            reading = [fd for fd in self.waiting if fd not in self.writing]
+            ready_r, ready_w, _ = select.select(
+                reading, list(self.writing), [], max(0, deadline - time.monotonic())
             )
+            ready = set(ready_r) | set(ready_w)
             now = time.monotonic()
             due = [fn for t, fn in self.timers if t <= now]
             self.timers = [(t, fn) for t, fn in self.timers if t > now]
@@ -97,8 +109,10 @@ class GreenLoop:
                 g, d = self.waiting[fd]
                 if fd in ready:
                     del self.waiting[fd]
+                    self.writing.discard(fd)
                     g.switch()
                 elif d <= now:
                     del self.waiting[fd]
+                    self.writing.discard(fd)
                     g.throw(TimeoutError("timed out"))
         return results

@@ -9,6 +9,7 @@ greenlets and exact orders are cheap, and the flushes can be counted.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,7 +18,8 @@ import pytest
 import redis
 from greenlet import getcurrent
 
-from service.pipeline import PipelinedNode
+from devstack import free_port
+from service.pipeline import RETRY_AFTER, NotSent, PipelinedNode
 from service.resp import ConnectionLost, ReplyError, pack
 from tests.greenloop import GreenLoop
 from tests.helpers import keep_busy
@@ -101,8 +103,27 @@ def test_a_timeout_fails_every_command_in_flight_once_and_the_next_call_reconnec
     busy = keep_busy(r, 1200)  # the node answers nobody for 1.2 s
     out = loop.run(*[command(pipe, "INCR", "pipe:t")] * 5)
     busy.join(10)
-    assert all(isinstance(x, ConnectionLost) for x in out)
+    assert all(isinstance(x, ConnectionLost) and not isinstance(x, NotSent) for x in out)
     # The node ran the five buffered increments once free; none was sent twice.
     assert int(r.get("pipe:t") or 0) == 5
     assert loop.run(command(pipe, "INCR", "pipe:t")) == [6]
+    pipe.close()
+
+
+def test_a_node_that_cannot_be_reached_fails_fast_unsent_then_is_tried_again(
+    node: tuple[tuple[str, int], redis.Redis],
+) -> None:
+    _, r = node
+    dead = ("127.0.0.1", free_port())  # nothing listens: connects are refused
+    loop = GreenLoop()
+    pipe = PipelinedNode(dead, 0.5, loop.hooks)
+    first = loop.run(*[command(pipe, "PING")] * 3)
+    assert all(isinstance(x, NotSent) for x in first)  # queued behind one connect, none sent
+    started = time.monotonic()
+    (fast,) = loop.run(command(pipe, "PING"))
+    assert isinstance(fast, NotSent) and "unreachable" in str(fast)
+    assert time.monotonic() - started < 0.2
+    time.sleep(RETRY_AFTER)
+    (again,) = loop.run(command(pipe, "PING"))
+    assert isinstance(again, NotSent) and "unreachable" not in str(again)  # tried again
     pipe.close()
