@@ -56,6 +56,9 @@ class LeanRedis:
         self._idle: dict[Addr, list[NodeConnection]] = {}
         self._pipes: dict[Addr, PipelinedNode] = {}
         self._slots: list[Addr | None] | None = None
+        self._stale = False  # reload the slot map on the next call
+        self._refreshing = False  # a request is reloading it
+        self._failed_at: dict[Addr, float] = {}  # when a call to a node last failed
 
     def _call(self, addr: Addr, packed: bytes, replies: int = 1) -> Any:
         """One call on a connection lent from ``addr``'s pool, returned after a reply.
@@ -96,12 +99,17 @@ class LeanRedis:
     def masters(self) -> list[Addr]:
         if not self.cluster:
             return self.seeds[:1]
-        slots = self._slots or self.refresh_slots()
-        return sorted({a for a in slots if a is not None})
+        return sorted({a for a in self._slot_map() if a is not None})
 
     def refresh_slots(self) -> list[Addr | None]:
-        """Ask any known node for the slot map; raises ConnectionLost if none answers."""
-        candidates = list(dict.fromkeys([*(self._slots or []), *self.seeds]))
+        """Ask any known node for the slot map; raises ConnectionLost if none answers.
+
+        Nodes that failed lately are asked last: a black-holed node would make the
+        request asking wait out a timeout, and other nodes know the map as well.
+        """
+        known = dict.fromkeys([*(self._slots or []), *self.seeds])
+        failed = self._failed_at
+        candidates = sorted((a for a in known if a is not None), key=lambda a: failed.get(a, 0))
         for addr in candidates:
             if addr is None:
                 continue
@@ -119,10 +127,28 @@ class LeanRedis:
             return table
         raise ConnectionLost("no Redis Cluster node answered CLUSTER SLOTS")
 
+    def _slot_map(self) -> list[Addr | None]:
+        """The slot map, refreshed when stale by one request at a time (the others use
+        the old map meanwhile, or wait for the first map)."""
+        slots = self._slots
+        if slots is not None and (not self._stale or self._refreshing):
+            return slots
+        self._refreshing = True
+        try:
+            slots = self.refresh_slots()
+            self._stale = False
+        except ConnectionLost:
+            if self._slots is None:
+                raise
+            slots = self._slots  # nobody answered: keep routing by the old map
+        finally:
+            self._refreshing = False
+        return slots
+
     def _node_for(self, slot: int) -> Addr:
         if not self.cluster:
             return self.seeds[0]
-        addr = (self._slots or self.refresh_slots())[slot]
+        addr = self._slot_map()[slot]
         if addr is None:
             raise CommandRefused(f"slot {slot} is not served by any node")
         return addr
@@ -140,7 +166,8 @@ class LeanRedis:
                 # The node may be gone for good (a replica promoted elsewhere): ask the
                 # cluster for the map again on the next call. This call is not re-sent.
                 if self.cluster:
-                    self._slots = None
+                    self._stale = True
+                    self._failed_at[addr] = time.monotonic()
                 raise
             if not isinstance(reply, ReplyError):
                 return reply
@@ -152,7 +179,7 @@ class LeanRedis:
                 addr = (host or addr[0], int(port))
                 asking = kind == "ASK"
                 if kind == "MOVED":
-                    self._slots = None  # the map changed: reload it on the next call
+                    self._stale = True  # the map changed: reload it on the next call
                 continue
             if kind == "TRYAGAIN" and tries < MAX_REDIRECTS:
                 # A multi-key script hit a slot being migrated; it did not run. The
