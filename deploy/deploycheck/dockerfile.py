@@ -81,7 +81,7 @@ def _exec_form(rest: str) -> list[str]:
 
 def runs_script_after_install(runs: list[str], script: str) -> bool:
     """Whether ``script`` is run, and the project was pip-installed before or with it."""
-    install = re.compile(r"pip3? install\b[^&;|]*\s\.(\[[^\]]*\])?(\s|$)")
+    install = re.compile(r"""pip3? install\b[^&;|]*\s['"]?\.(\[[^\]]*\])?['"]?(\s|$)""")
     installed = False
     for run in runs:
         where = install.search(run)
