@@ -15,6 +15,7 @@ from .workload import Workload
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 IMAGE_NAME = "counter-service"
+API_DOCS = ("service.gunicorn_conf", "service.wsgi")  # modules whose docstring gives the command
 # The image leaves these to the deployment; stand-ins let its defaults be checked alone.
 IMAGE_STANDINS = {"COUNTER_PG_DSN": "postgresql://db/counter", "COUNTER_REDIS_URL": "redis://r"}
 
@@ -110,10 +111,15 @@ def dashboard_warnings() -> list[str]:
 def main() -> int:
     docker_text = (DEPLOY / "Dockerfile").read_text()
     image = dockerfile.final_image(docker_text)
-    known = rules.known_variables((REPO / "service/settings.py").read_text())
+    known = rules.known_variables(project.module_source("service.settings"))
     scripts = project.installed_scripts(REPO / "pyproject.toml")
-    api_command = rules.documented_api_command((REPO / "service/gunicorn_conf.py").read_text())
+    api_command = next(
+        filter(None, (rules.documented_api_command(project.module_source(m)) for m in API_DOCS)),
+        [],
+    )
     workloads, problems = load_workloads(image)
+    if not api_command:
+        problems.append(f"none of {', '.join(API_DOCS)} documents the gunicorn command")
     for w in workloads:
         problems += check_workload(w, known, scripts, api_command)
     problems += kustomization_problems() + build_problems(docker_text)

@@ -31,6 +31,17 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def module_source(name: str) -> str:
+    """The source of a module, or of every file of a package (the layout may change)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(name)
+    if spec.submodule_search_locations:
+        files = sorted(p for d in spec.submodule_search_locations for p in Path(d).rglob("*.py"))
+        return "\n".join(p.read_text() for p in files)
+    return Path(spec.origin).read_text()
+
+
 def module_exists(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None
