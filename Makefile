@@ -4,10 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help deps install run up down status test test-unit lint loadtest bench bench-quick flush-bench clean
+.PHONY: help deps install run up down status test test-unit lint deploy-check loadtest bench bench-quick flush-bench clean
 
 help:
-	@echo "make run | up | down | status | test | test-unit | lint | loadtest | bench | bench-quick | flush-bench | clean"
+	@echo "make run | up | down | status | test | test-unit | lint | deploy-check | loadtest | bench | bench-quick | flush-bench | clean"
 
 # System packages (redis-server, postgresql, wrk, ...): installed with apt when root, else listed.
 deps:
@@ -45,6 +45,24 @@ test-unit: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(wildcard service tests devstack loadtest benchmarks deploy)
 	$(VENV)/bin/mypy
+
+# Offline, no Docker engine needed: hadolint, the Kubernetes schemas bundled with
+# kubernetes-validate (oldest and newest supported), the Compose spec bundled with
+# check-jsonschema, then deploy/deploycheck (commands, ports, COUNTER_* variables and grace
+# periods against the code). The tools are pinned in pyproject.toml's `deploy` extra.
+DEPLOY_TOOLS := $(VENV)/.deploy-tools
+K8S_MANIFESTS := $(filter-out deploy/k8s/kustomization.yaml,$(wildcard deploy/k8s/*.yaml))
+
+$(DEPLOY_TOOLS): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q -e '.[deploy]'
+	@touch $@
+
+deploy-check: $(DEPLOY_TOOLS)
+	$(VENV)/bin/hadolint --config deploy/hadolint.yaml deploy/Dockerfile
+	$(VENV)/bin/kubernetes-validate --strict --quiet -k 1.30.0 $(K8S_MANIFESTS)
+	$(VENV)/bin/kubernetes-validate --strict --quiet -k 1.37.0 $(K8S_MANIFESTS)
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
+	$(PY) -m deploy.deploycheck
 
 loadtest: install      ## Locust, headless and bounded, against `make up`'s stack (starts one if needed)
 	$(PY) loadtest/run.py
