@@ -11,8 +11,8 @@ import secrets
 
 import psycopg
 
+from service.api.pg import KeyRecord
 from service.keys import is_valid_tenant
-from service.pg import KeyRecord
 
 KEY_PREFIX = "ck_"
 

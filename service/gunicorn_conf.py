@@ -78,7 +78,7 @@ def on_starting(server: Any) -> None:
 def post_worker_init(worker: Any) -> None:
     """In a meinheld worker, requests waiting on Redis yield to the others."""
     if _settings.worker_class == "meinheld":
-        from service import coop
+        from service.fastpath import coop
 
         coop.enable_meinheld()
 

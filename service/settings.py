@@ -16,7 +16,7 @@ from service.keys import MAX_BUCKETS
 
 T = TypeVar("T")
 WORKER_CLASSES = {
-    "meinheld": "service.worker.CounterWorker",
+    "meinheld": "service.api.worker.CounterWorker",
     "gthread": "gthread",
     "sync": "sync",
 }

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
+from service.api.app import create_app
+from service.api.pg import Database
+from service.api.redis_access import open_access
+from service.api.store import CounterStore
 from service.apikeys import create_key
-from service.app import create_app
 from service.migrate import migrate
-from service.pg import Database
-from service.redis_access import open_access
 from service.redis_conn import connect
 from service.settings import Settings, _parse_nodes
-from service.store import CounterStore
 from tests import backends
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from greenlet import getcurrent, greenlet
 
-from service.coop import LoopHooks
-from service.resp import ConnectionLost
+from service.fastpath.coop import LoopHooks
+from service.fastpath.resp import ConnectionLost
 
 
 class GreenLoop:

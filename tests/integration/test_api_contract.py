@@ -9,11 +9,11 @@ from typing import Any
 import falcon.testing
 import pytest
 
+from service.api.app import create_app
+from service.api.pg import Database
+from service.api.store import CounterStore
 from service.apikeys import list_keys, revoke_key
-from service.app import create_app
 from service.keys import INVALID_NAMESPACE
-from service.pg import Database
-from service.store import CounterStore
 from tests.helpers import redis_fields_of_tenant
 
 MISC = "/v1/misc/counter/"
@@ -154,7 +154,7 @@ def test_a_body_over_the_limit_is_413_and_counts_nothing(client: Any, new_tenant
 def test_redis_down_is_503(settings: Any, pg_dsn: str, new_tenant: Any) -> None:
     from dataclasses import replace as r
 
-    from service.redis_access import open_access
+    from service.api.redis_access import open_access
 
     dead = r(settings, redis_nodes=(), redis_url="redis://127.0.0.1:1/0", redis_timeout=0.5)
     store = CounterStore(lambda: open_access(dead), Database(pg_dsn), dead.buckets)
@@ -168,7 +168,7 @@ def test_redis_down_is_503(settings: Any, pg_dsn: str, new_tenant: Any) -> None:
 
 
 def test_postgres_down_is_503(settings: Any) -> None:
-    from service.redis_access import open_access
+    from service.api.redis_access import open_access
 
     dead = replace(settings, pg_dsn="postgresql://postgres@127.0.0.1:1/counter")
     store = CounterStore(lambda: open_access(dead), Database(dead.pg_dsn, timeout=1), dead.buckets)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from service.store import CounterStore
+from service.api.store import CounterStore
 
 THREADS, PER_THREAD = 16, 100
 

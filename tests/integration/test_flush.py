@@ -16,9 +16,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from service import keys
-from service.flush_pass import Flusher
-from service.flush_pg import LOCK_CLASS
-from service.flush_plan import partition_ranges
+from service.flusher.flusher import Flusher
+from service.flusher.pg_side import LOCK_CLASS
+from service.flusher.plan import partition_ranges
 from service.redis_conn import connect
 from service.scripts import lua_source
 from service.settings import Settings

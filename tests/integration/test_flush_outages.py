@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from devstack import free_port
-from service.flush_backoff import Backoff
-from service.flush_pass import Flusher
-from service.flusher import run
+from service.flusher.backoff import Backoff
+from service.flusher.flusher import Flusher
+from service.flusher.loop import run
 from service.redis_conn import connect
 from service.settings import Settings
 from tests.conftest import make_store

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from service import keys
-from service.store import CounterStore
+from service.api.store import CounterStore
 from tests.helpers import forget_in_redis, write_pg_row
 
 

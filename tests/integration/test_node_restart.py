@@ -16,8 +16,8 @@ from redis.crc import key_slot
 
 from devstack import RedisCluster
 from service import keys
-from service.errors import Unavailable
-from service.flush_pass import Flusher
+from service.api.errors import Unavailable
+from service.flusher.flusher import Flusher
 from service.settings import Settings, _parse_nodes
 from tests.conftest import make_store
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from service import pg
+from service.api import pg
+from service.api.auth import Authenticator
+from service.api.errors import Unauthorized, Unavailable
+from service.api.pg import Database
 from service.apikeys import create_key, revoke_key
-from service.auth import Authenticator
-from service.errors import Unauthorized, Unavailable
-from service.pg import Database
 
 DEAD_DSN = "postgresql://postgres@127.0.0.1:1/counter"  # nothing listens: refused
 

@@ -17,8 +17,8 @@ import pytest
 import redis
 from greenlet import getcurrent
 
-from service.pipeline import PipelinedNode
-from service.resp import ConnectionLost, ReplyError, pack
+from service.fastpath.pipeline import PipelinedNode
+from service.fastpath.resp import ConnectionLost, ReplyError, pack
 from tests.greenloop import GreenLoop
 from tests.helpers import keep_busy
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from service import keys
-from service.errors import Unavailable
+from service.api.errors import Unavailable
 from service.settings import Settings
 from tests.conftest import make_store
 from tests.helpers import keep_busy, node_of

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from service import cli, keys
+from service import keys
+from service.ops import cli
 from service.settings import Settings
 from tests.conftest import backend_settings
 from tests.integration.test_flush import (

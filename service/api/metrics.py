@@ -17,7 +17,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from service.coop import loop_hooks
+from service.fastpath.coop import loop_hooks
 
 
 class BatchedCounter:

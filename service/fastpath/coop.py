@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from service.resp import WaitReadable
+from service.fastpath.resp import WaitReadable
 
 
 @dataclass(frozen=True)

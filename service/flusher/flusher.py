@@ -29,12 +29,12 @@ from typing import Any
 import psycopg
 from redis.exceptions import RedisClusterException, RedisError
 
-from service.flush_pg import FlushDb
-from service.flush_plan import BatchPlanner, partition_ranges
-from service.flush_redis import RedisSide, Snapshot
-from service.flusher_metrics import BATCH, CLEARED, LAG, ROWS
+from service.flusher.metrics import BATCH, CLEARED, LAG, ROWS
+from service.flusher.pg_side import FlushDb
+from service.flusher.plan import BatchPlanner, partition_ranges
+from service.flusher.redis_side import RedisSide, Snapshot
+from service.flusher.repair import raise_to_postgres
 from service.redis_conn import connect
-from service.repair import raise_to_postgres
 from service.settings import Settings
 
 log = logging.getLogger("counter.flusher")

@@ -13,9 +13,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from service.coop import LoopHooks
-from service.pipeline import PipelinedNode
-from service.resp import ConnectionLost, NodeConnection, ReplyError, WaitReadable, pack
+from service.fastpath.coop import LoopHooks
+from service.fastpath.pipeline import PipelinedNode
+from service.fastpath.resp import ConnectionLost, NodeConnection, ReplyError, WaitReadable, pack
 
 Addr = tuple[str, int]
 N_SLOTS = 16384

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import falcon
 
-from service import errors
-from service.auth import Authenticator
-from service.logs import setup_logging
-from service.pg import Database
-from service.redis_access import open_access
-from service.resources import (
+from service.api import errors
+from service.api.auth import Authenticator
+from service.api.pg import Database
+from service.api.redis_access import open_access
+from service.api.resources import (
     CounterResource,
     HealthResource,
     MetricsResource,
     ReadyResource,
 )
+from service.api.store import CounterStore
+from service.logs import setup_logging
 from service.settings import Settings
-from service.store import CounterStore
 
 COUNTER_PREFIXES = ("/v1/misc/counter", "/v1/technology/counter")
 

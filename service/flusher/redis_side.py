@@ -19,8 +19,8 @@ from typing import Any, NamedTuple
 from redis.exceptions import NoScriptError
 
 from service import keys
-from service.flush_plan import Window
-from service.resp import pack
+from service.fastpath.resp import pack
+from service.flusher.plan import Window
 from service.scripts import lua_source
 
 SCRIPTS = ("snapshot", "clear_dirty", "raise_to")

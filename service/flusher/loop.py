@@ -18,9 +18,9 @@ import threading
 import time
 from types import FrameType
 
-from service.flush_backoff import BackendStatus, Backoff
-from service.flush_pass import Flusher, PassResult, backend_of
-from service.flusher_metrics import PASS_SECONDS, serve
+from service.flusher.backoff import BackendStatus, Backoff
+from service.flusher.flusher import Flusher, PassResult, backend_of
+from service.flusher.metrics import PASS_SECONDS, serve
 from service.logs import setup_logging
 from service.migrate import LayoutMismatch, check_layout
 from service.settings import Settings, SettingsError

@@ -20,8 +20,8 @@ import psycopg
 from psycopg.abc import PQGen
 from psycopg.waiting import WAIT_R, WAIT_W
 
-from service import coop
-from service.coop import LoopHooks
+from service.fastpath import coop
+from service.fastpath.coop import LoopHooks
 
 RV = Any
 

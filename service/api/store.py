@@ -15,11 +15,11 @@ from collections.abc import Callable
 from redis.crc import key_slot
 
 from service import keys
-from service.errors import Unavailable
+from service.api.errors import Unavailable
+from service.api.metrics import HYDRATIONS
+from service.api.pg import Database
+from service.api.redis_access import CounterRedis, RedisUnavailable
 from service.logs import OutageLog
-from service.metrics import HYDRATIONS
-from service.pg import Database
-from service.redis_access import CounterRedis, RedisUnavailable
 
 log = logging.getLogger("counter.store")
 NEEDS_HYDRATION = -1

@@ -28,8 +28,8 @@ from typing import Any
 
 import hiredis
 
-from service.coop import LoopHooks
-from service.resp import ConnectionLost, open_socket
+from service.fastpath.coop import LoopHooks
+from service.fastpath.resp import ConnectionLost, open_socket
 
 
 class _Slot:

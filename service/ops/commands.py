@@ -7,11 +7,11 @@ import sys
 import psycopg
 from redis.exceptions import RedisClusterException, RedisError
 
-from service.flush_pass import Flusher
-from service.flusher import serve_forever
+from service.flusher.flusher import Flusher
+from service.flusher.loop import serve_forever
 from service.migrate import check_layout
+from service.ops.verify import Finding, verify
 from service.settings import Settings
-from service.verify import Finding, verify
 
 BACKEND_ERRORS = (psycopg.Error, RedisError, RedisClusterException)
 

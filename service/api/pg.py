@@ -24,10 +24,10 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from service import coop
-from service.errors import Unavailable
+from service.api.errors import Unavailable
+from service.fastpath import coop
+from service.fastpath.pg_coop import CoopConnection, CoopGate
 from service.logs import OutageLog
-from service.pg_coop import CoopConnection, CoopGate
 
 log = logging.getLogger("counter.pg")
 RETRY_AFTER = 1.0  # seconds of immediate 503s after a failure, per worker

@@ -5,12 +5,12 @@ from __future__ import annotations
 import falcon
 import orjson
 
-from service.auth import Authenticator
-from service.clock import utc_timestamp
-from service.errors import BadRequest
+from service.api.auth import Authenticator
+from service.api.clock import utc_timestamp
+from service.api.errors import BadRequest
+from service.api.metrics import INCREMENTS, render
+from service.api.store import CounterStore
 from service.keys import INVALID_NAMESPACE, is_valid_namespace
-from service.metrics import INCREMENTS, render
-from service.store import CounterStore
 
 KEY_ENV = "HTTP_REQUIEMS_API_KEY"  # WSGI name of the requiems-api-key header
 

@@ -13,8 +13,8 @@ from typing import Any
 import falcon
 import orjson
 
-from service.clock import utc_timestamp
-from service.metrics import ERRORS
+from service.api.clock import utc_timestamp
+from service.api.metrics import ERRORS
 
 log = logging.getLogger("counter.errors")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 
-from service.flusher_metrics import FAILURES, UP
+from service.flusher.metrics import FAILURES, UP
 
 log = logging.getLogger("counter.flusher")
 

@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 
 from redis.exceptions import RedisError
 
-from service.coop import loop_hooks, redis_wait
-from service.lean_redis import CommandRefused, LeanRedis, LeanScript
+from service.fastpath.coop import loop_hooks, redis_wait
+from service.fastpath.lean_redis import CommandRefused, LeanRedis, LeanScript
+from service.fastpath.resp import ConnectionLost, pack
 from service.redis_conn import connect
-from service.resp import ConnectionLost, pack
 from service.scripts import lua_source
 from service.settings import Settings
 

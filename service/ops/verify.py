@@ -21,10 +21,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from service.flush_pg import FlushDb, Stored
-from service.flush_plan import partition_ranges
-from service.flush_redis import RedisSide
-from service.repair import raise_to_postgres
+from service.flusher.pg_side import FlushDb, Stored
+from service.flusher.plan import partition_ranges
+from service.flusher.redis_side import RedisSide
+from service.flusher.repair import raise_to_postgres
 
 State = tuple[int, int]  # (epoch, value), ordered like the flusher's guard
 CHUNK = 256  # buckets per round of reads

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from service.flush_pg import Stored
-from service.flush_redis import RedisSide
-from service.flusher_metrics import REPAIRED, REPAIRS
+from service.flusher.metrics import REPAIRED, REPAIRS
+from service.flusher.pg_side import Stored
+from service.flusher.redis_side import RedisSide
 
 log = logging.getLogger("counter.repair")
 

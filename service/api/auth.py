@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import time
 
+from service.api.errors import Unauthorized, Unavailable
+from service.api.pg import Database
 from service.apikeys import hash_key
-from service.errors import Unauthorized, Unavailable
-from service.pg import Database
 
 HEADER = "REQUIEMS-API-KEY"
 MAX_ENTRIES = 100_000
