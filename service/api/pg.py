@@ -18,8 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -33,14 +32,6 @@ log = logging.getLogger("counter.pg")
 RETRY_AFTER = 1.0  # seconds of immediate 503s after a failure, per worker
 PROBE_TIMEOUT = 0.05  # seconds a query waits for a connection while PostgreSQL is down
 RECONNECT_TIMEOUT = 0.5  # seconds a try after a broken connection waits for another
-
-
-class KeyRecord(NamedTuple):
-    id: int
-    tenant: str
-    prefix: str
-    created_at: datetime
-    revoked_at: datetime | None
 
 
 class Database:

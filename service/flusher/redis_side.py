@@ -16,14 +16,20 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
+import hiredis
 from redis.exceptions import NoScriptError
 
 from service import keys
-from service.fastpath.resp import pack
 from service.flusher.plan import Window
 from service.scripts import lua_source
 
 SCRIPTS = ("snapshot", "clear_dirty", "raise_to")
+
+
+def pack(*parts: str | int | bytes) -> bytes:
+    """RESP encoding of one command, for the pre-packed scan (hiredis, in C)."""
+    packed: bytes = hiredis.pack_command(parts)  # type: ignore[arg-type]  # stub: 1-tuple
+    return packed
 
 
 class Snapshot(NamedTuple):
