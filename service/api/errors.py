@@ -1,8 +1,9 @@
-"""Domain errors and the one JSON error shape every failure is rendered in.
+"""HTTP errors and the one JSON error shape every failure is rendered in.
 
 ``{"error": code, "message": text, "metadata": {"timestamp": ...}}`` — the same
-for our own errors, Falcon's routing errors (404/405/413) and anything unexpected
-(500, logged once, never with a stack trace or secret in the body).
+for the API's own errors, the core's domain errors (``BackendUnavailable`` → 503),
+Falcon's routing errors (404/405/413) and anything unexpected (500, logged once,
+never with a stack trace or secret in the body).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import orjson
 
 from service.api.clock import utc_timestamp
 from service.api.metrics import ERRORS
+from service.errors import BackendUnavailable
 
 log = logging.getLogger("counter.errors")
 
@@ -55,12 +57,6 @@ class Unauthorized(ApiError):
     status = 401
 
 
-class Unavailable(ApiError):
-    """A backend is down or the outcome of a write is unknown: the client may retry."""
-
-    status = 503
-
-
 def error_body(status: int, message: str) -> bytes:
     return orjson.dumps(
         {
@@ -84,6 +80,13 @@ def _render(resp: falcon.Response, status: int, message: str, headers: dict[str,
 
 def handle_api_error(req: falcon.Request, resp: falcon.Response, ex: ApiError, _: Any) -> None:
     _render(resp, ex.status, ex.message, ex.headers)
+
+
+def handle_unavailable(
+    req: falcon.Request, resp: falcon.Response, ex: BackendUnavailable, _: Any
+) -> None:
+    """A backend is down or the outcome of an increment is unknown: the client may retry."""
+    _render(resp, 503, ex.message, {})
 
 
 def handle_http_error(
@@ -112,3 +115,4 @@ def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)
     app.add_error_handler(ApiError, handle_api_error)
+    app.add_error_handler(BackendUnavailable, handle_unavailable)

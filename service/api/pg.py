@@ -23,12 +23,13 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from service.api.errors import Unavailable
+from service.errors import BackendUnavailable
 from service.fastpath import coop
 from service.fastpath.pg_coop import CoopConnection, CoopGate
 from service.logs import OutageLog
 
 log = logging.getLogger("counter.pg")
+UNAVAILABLE = "Database unavailable, retry later"
 RETRY_AFTER = 1.0  # seconds of immediate 503s after a failure, per worker
 PROBE_TIMEOUT = 0.05  # seconds a query waits for a connection while PostgreSQL is down
 RECONNECT_TIMEOUT = 0.5  # seconds a try after a broken connection waits for another
@@ -82,7 +83,7 @@ class Database:
         elif time.monotonic() >= self._retry_at:
             tries = (PROBE_TIMEOUT,)
         else:
-            raise Unavailable("Database unavailable, retry later")
+            raise BackendUnavailable("postgres", UNAVAILABLE)
         pool = self.pool
         gate = self._gate if coop.in_request() else None
         if gate is not None and not gate.acquire(tries[0]):
@@ -106,10 +107,10 @@ class Database:
                 gate.release()
         raise self._failure(error)
 
-    def _failure(self, error: str) -> Unavailable:
+    def _failure(self, error: str) -> BackendUnavailable:
         self._outage.failed(error)
         self._retry_at = time.monotonic() + RETRY_AFTER
-        return Unavailable("Database unavailable, retry later")
+        return BackendUnavailable("postgres", UNAVAILABLE)
 
     def read_counter(self, bucket: int, tenant: str, namespace: str) -> tuple[int, int]:
         """``(epoch, value)`` of the stored row, ``(0, 0)`` when there is none."""
@@ -130,5 +131,5 @@ class Database:
     def ping(self) -> bool:
         try:
             return self._fetchone("SELECT 1", ()) is not None
-        except Unavailable:
+        except BackendUnavailable:
             return False

@@ -15,14 +15,16 @@ from collections.abc import Callable
 from redis.crc import key_slot
 
 from service import keys
-from service.api.errors import Unavailable
 from service.api.metrics import HYDRATIONS
 from service.api.pg import Database
 from service.api.redis_access import CounterRedis, RedisUnavailable
+from service.errors import BackendUnavailable, OutcomeUnknown
 from service.logs import OutageLog
 
 log = logging.getLogger("counter.store")
 NEEDS_HYDRATION = -1
+UNAVAILABLE = "Counter store unavailable, retry later"
+MAY_NOT_HAVE_APPLIED = "Counter store unavailable, increment may not have applied"
 
 
 class CounterStore:
@@ -52,7 +54,7 @@ class CounterStore:
                         self._redis = self._redis_factory()
                     except Exception as exc:  # cluster discovery fails with many error types
                         self._outage.failed(repr(exc))
-                        raise Unavailable("Counter store unavailable, retry later") from None
+                        raise BackendUnavailable("redis", UNAVAILABLE) from None
         return self._redis
 
     def increment(self, tenant: str, namespace: str) -> int:
@@ -73,7 +75,7 @@ class CounterStore:
             raw = self.redis.hget(self._slots[bucket], self._keys[bucket].values, field)
         except RedisUnavailable as exc:
             self._outage.failed(exc)
-            raise Unavailable("Counter store unavailable, retry later") from None
+            raise BackendUnavailable("redis", UNAVAILABLE) from None
         self._outage.ok()
         if raw is not None:
             return int(raw)
@@ -86,14 +88,14 @@ class CounterStore:
             # Unknown outcome (timeout, dropped connection) or refused (down):
             # never guess, never resend. The client may retry.
             self._outage.failed(exc)
-            raise Unavailable("Counter store unavailable, increment may not have applied") from None
+            raise OutcomeUnknown("redis", MAY_NOT_HAVE_APPLIED) from None
         self._outage.ok()
         return value
 
     def ping(self) -> bool:
         try:
             return self.redis.ping()
-        except Unavailable:
+        except BackendUnavailable:
             return False
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from redis.crc import key_slot
 
 from devstack import RedisCluster
 from service import keys
-from service.api.errors import Unavailable
+from service.errors import OutcomeUnknown
 from service.flusher.flusher import Flusher
 from service.settings import Settings, _parse_nodes
 from tests.conftest import make_store
@@ -62,7 +62,7 @@ def test_a_restarted_empty_master_loses_only_unflushed_increments(
         for ns in names:
             try:
                 values[ns] = store.increment(tenant, ns)
-            except Unavailable:  # the old connection to the restarted node, once
+            except OutcomeUnknown:  # the old connection to the restarted node, once
                 unavailable += 1
                 values[ns] = store.increment(tenant, ns)
         assert unavailable <= 1
@@ -103,7 +103,7 @@ def test_after_a_master_dies_and_its_slot_moves_the_next_call_finds_the_new_owne
         for node in survivors:
             node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", new_owner)
 
-        with pytest.raises(Unavailable):
+        with pytest.raises(OutcomeUnknown):
             store.increment(tenant, ns)  # the dead address: outcome unknown, not re-sent
         assert store.increment(tenant, ns) == 2  # new owner, hydrated from PostgreSQL's 1
         store.close()
