@@ -18,7 +18,7 @@ def redis_fields_of_tenant(r: Any, tenant: str) -> list[str]:
     for key in r.scan_iter(match="c:*", count=1000):
         key = key.decode() if isinstance(key, bytes) else key
         members = r.hkeys(key) if not key.endswith(":d") else r.zrange(key, 0, -1)
-        found += [m.decode() for m in members if m.decode().startswith(tenant + "/")]
+        found += [m.decode() for m in members if keys.split_member(m.decode())[0] == tenant]
     return found
 
 

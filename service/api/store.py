@@ -12,14 +12,13 @@ import threading
 import time
 from collections.abc import Callable
 
-from redis.crc import key_slot
-
 from service import keys
 from service.api.metrics import HYDRATIONS
 from service.api.pg import Database
 from service.api.redis_access import CounterRedis, RedisUnavailable
 from service.errors import BackendUnavailable, OutcomeUnknown
 from service.logs import OutageLog
+from service.scripts import INCR
 
 log = logging.getLogger("counter.store")
 NEEDS_HYDRATION = -1
@@ -39,10 +38,6 @@ class CounterStore:
         self._outage = OutageLog(log, "redis")
         self.db = db
         self.n_buckets = n_buckets
-        # PERF: key names and cluster slot of every bucket computed once, not per request.
-        self._keys = [keys.bucket_keys(b) for b in range(n_buckets)]
-        self._slots = [key_slot(k.values.encode()) for k in self._keys]
-        self._script_keys = [(k.values, k.dirty, k.epochs) for k in self._keys]  # incr.lua order
 
     @property
     def redis(self) -> CounterRedis:
@@ -72,7 +67,8 @@ class CounterStore:
         field = keys.member(tenant, namespace)
         bucket = keys.bucket_of_member(field, self.n_buckets)
         try:
-            raw = self.redis.hget(self._slots[bucket], self._keys[bucket].values, field)
+            redis = self.redis
+            raw = redis.call(bucket, "HGET", redis.keys[bucket].values, field)
         except RedisUnavailable as exc:
             self._outage.failed(exc)
             raise BackendUnavailable("redis", UNAVAILABLE) from None
@@ -83,7 +79,7 @@ class CounterStore:
 
     def _incr(self, bucket: int, args: tuple[str, int, str | int, int]) -> int:
         try:
-            value = self.redis.incr(self._slots[bucket], self._script_keys[bucket], args)
+            value = int(self.redis.run(INCR, bucket, *args))
         except RedisUnavailable as exc:
             # Unknown outcome (timeout, dropped connection) or refused (down):
             # never guess, never resend. The client may retry.

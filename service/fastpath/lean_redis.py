@@ -2,13 +2,12 @@
 
 Works on one node or a Redis Cluster. It keeps the cluster's slot map (from
 ``CLUSTER SLOTS``), follows MOVED and ASK (the node refused, so re-sending is
-safe), reloads a script on NOSCRIPT (it did not run), and never re-sends after
+safe), and never re-sends after
 a lost connection or a timeout, whose outcome is unknown.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -174,22 +173,3 @@ class LeanRedis:
             while idle:
                 idle.pop().close()
 
-
-class LeanScript:
-    """A Lua script run with EVALSHA, sent in full once per node that lacks it (NOSCRIPT)."""
-
-    def __init__(self, client: LeanRedis, source: str) -> None:
-        self.client = client
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-    def __call__(self, slot: int, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        packed = pack("EVALSHA", self.sha, len(keys), *keys, *args)
-        try:
-            return self.client.execute(slot, packed)
-        except CommandRefused as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-        # EVAL runs the script and caches it on whichever node the command lands on
-        # after redirections (SCRIPT LOAD by slot would miss an ASK target).
-        return self.client.execute(slot, pack("EVAL", self.source, len(keys), *keys, *args))

@@ -10,7 +10,6 @@ Re-running is safe because every command sent here is a read, or idempotent
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,9 +20,9 @@ from redis.exceptions import NoScriptError
 
 from service import keys
 from service.flusher.plan import Window
-from service.scripts import lua_source
+from service.scripts import CLEAR_DIRTY, RAISE_TO, SNAPSHOT, Script
 
-SCRIPTS = ("snapshot", "clear_dirty", "raise_to")
+SCRIPTS = (SNAPSHOT, CLEAR_DIRTY, RAISE_TO)
 
 
 def pack(*parts: str | int | bytes) -> bytes:
@@ -50,8 +49,6 @@ class RedisSide:
         self.client = client
         self.cluster = hasattr(client, "get_node_from_key")
         self.keys = [keys.bucket_keys(b) for b in range(n_buckets)]
-        self._src = {name: lua_source(name) for name in SCRIPTS}
-        self._sha = {n: hashlib.sha1(src.encode()).hexdigest() for n, src in self._src.items()}
         self._slots = [client.keyslot(k.dirty) for k in self.keys] if self.cluster else []
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="flush-redis")
         self._zcard = [pack("ZCARD", k.dirty) for k in self.keys]
@@ -98,8 +95,8 @@ class RedisSide:
                 send(pipe, item)
             out: list[Any] = pipe.execute(raise_on_error=False)
             if attempt == 1 and any(isinstance(r, NoScriptError) for r in out):
-                for src in self._src.values():
-                    node.script_load(src)
+                for script in SCRIPTS:
+                    node.script_load(script.source)
                 continue
             for r in out:
                 if isinstance(r, Exception):
@@ -107,8 +104,9 @@ class RedisSide:
             return out
         raise AssertionError("unreachable")
 
-    def _evalsha(self, pipe: Any, name: str, bucket_keys: Sequence[str], *args: Any) -> None:
-        pipe.evalsha(self._sha[name], len(bucket_keys), *bucket_keys, *args)
+    def _evalsha(self, pipe: Any, script: Script, bucket: int, *args: Any) -> None:
+        keys = script.keys(self.keys[bucket])
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
 
     def dirty_heads(self, buckets: Sequence[int]) -> tuple[dict[int, int], float | None]:
         """Dirty count per bucket, and the oldest first-dirty score (ms) among them."""
@@ -152,15 +150,7 @@ class RedisSide:
 
     def snapshot(self, windows: Sequence[Window]) -> list[Snapshot]:
         def send(pipe: Any, w: Window) -> None:
-            k = self.keys[w.bucket]
-            self._evalsha(
-                pipe,
-                "snapshot",
-                (k.dirty, k.values, k.epochs),
-                w.start,
-                w.start + w.count - 1,
-                w.bucket,
-            )
+            self._evalsha(pipe, SNAPSHOT, w.bucket, w.start, w.start + w.count - 1, w.bucket)
 
         at_ms = int(time.time() * 1000)
         raw = self._each(windows, lambda w: w.bucket, send)
@@ -173,8 +163,7 @@ class RedisSide:
         """Marks removed per snapshot (only where the counter still has the flushed state)."""
 
         def send(pipe: Any, s: Snapshot) -> None:
-            k = self.keys[s.bucket]
-            self._evalsha(pipe, "clear_dirty", (k.dirty, k.values, k.epochs), s.rows, s.at_ms)
+            self._evalsha(pipe, CLEAR_DIRTY, s.bucket, s.rows, s.at_ms)
 
         todo = [i for i, s in enumerate(snaps) if s.rows]
         cleared = [0] * len(snaps)
@@ -188,8 +177,7 @@ class RedisSide:
         """Raise ``(bucket, member, epoch, value)`` where Redis is lower; old value or None."""
 
         def send(pipe: Any, row: tuple[int, str, int, int]) -> None:
-            k = self.keys[row[0]]
-            self._evalsha(pipe, "raise_to", (k.values, k.epochs, k.dirty), *row[1:])
+            self._evalsha(pipe, RAISE_TO, row[0], *row[1:])
 
         out = self._each(rows, lambda r: r[0], send)
         return [int(o[0]) if o[0] else None for o in out]

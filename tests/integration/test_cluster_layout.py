@@ -25,7 +25,7 @@ def test_counters_spread_over_all_three_masters(
         mine = [
             k
             for k in node.scan_iter(match="c:*:v", count=1000)
-            if any(f.decode().startswith(tenant + "/") for f in node.hkeys(k))
+            if any(keys.split_member(f.decode())[0] == tenant for f in node.hkeys(k))
         ]
         if mine:
             owners.add(port)

@@ -20,7 +20,7 @@ from service.flusher.flusher import Flusher
 from service.flusher.pg_side import LOCK_CLASS
 from service.flusher.plan import partition_ranges
 from service.redis_conn import connect
-from service.scripts import lua_source
+from service.scripts import INCR
 from service.settings import Settings
 from tests.conftest import backend_settings, make_store
 
@@ -48,14 +48,15 @@ def per_node(r: Any, n_buckets: int, tenant: str, namespaces: list[str]) -> dict
 def increment(r: Any, n_buckets: int, tenant: str, counts: dict[str, int]) -> None:
     """Run incr.lua ``counts[ns]`` times per counter, pipelined per node. The tenant is new
     (no PostgreSQL rows), so the seed "0" is what hydration would have given."""
-    src, now = lua_source("incr"), int(time.time() * 1000)
+    now = int(time.time() * 1000)
     for node, names in per_node(r, n_buckets, tenant, list(counts)).items():
-        sha = node.script_load(src)
+        node.script_load(INCR.source)
         pipe = node.pipeline(transaction=False)
         for ns in names:
-            k = keys.bucket_keys(keys.bucket_of(tenant, ns, n_buckets))
+            script_keys = INCR.keys(keys.bucket_keys(keys.bucket_of(tenant, ns, n_buckets)))
             for _ in range(counts[ns]):
-                pipe.evalsha(sha, 3, k.values, k.dirty, k.epochs, f"{tenant}/{ns}", now, "0", 0)
+                member = keys.member(tenant, ns)
+                pipe.evalsha(INCR.sha, len(script_keys), *script_keys, member, now, "0", 0)
         pipe.execute()
 
 
@@ -66,7 +67,8 @@ def redis_states(r: Any, n_buckets: int, tenant: str, namespaces: list[str]) -> 
         pipe = node.pipeline(transaction=False)
         for ns in names:
             k = keys.bucket_keys(keys.bucket_of(tenant, ns, n_buckets))
-            pipe.hget(k.values, f"{tenant}/{ns}").hget(k.epochs, f"{tenant}/{ns}")
+            member = keys.member(tenant, ns)
+            pipe.hget(k.values, member).hget(k.epochs, member)
         res = pipe.execute()
         for i, ns in enumerate(names):
             if res[2 * i] is not None:
@@ -80,7 +82,7 @@ def dirty_names(r: Any, n_buckets: int, tenant: str, namespaces: list[str]) -> s
         pipe = node.pipeline(transaction=False)
         for ns in names:
             dirty = keys.bucket_keys(keys.bucket_of(tenant, ns, n_buckets)).dirty
-            pipe.zscore(dirty, f"{tenant}/{ns}")
+            pipe.zscore(dirty, keys.member(tenant, ns))
         found |= {ns for ns, score in zip(names, pipe.execute(), strict=True) if score is not None}
     return found
 
