@@ -8,6 +8,7 @@ Under meinheld itself that code is tested end to end in ``tests/e2e/``.
 from __future__ import annotations
 
 import select
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -54,6 +55,7 @@ class GreenLoop:
             call_soon=self.call_soon,
             wait_io=self.wait_io,
             call_later=self.call_later,
+            loop_thread=threading.get_ident(),
         )
 
     def wait_io(self, fd: int, read: bool, write: bool) -> None:

@@ -24,8 +24,8 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from service.errors import BackendUnavailable
-from service.fastpath import coop
-from service.fastpath.pg_coop import CoopConnection, CoopGate
+from service.fastpath.coop import LoopHooks
+from service.fastpath.pg_coop import CoopGate, coop_connection_class
 from service.logs import OutageLog
 
 log = logging.getLogger("counter.pg")
@@ -38,7 +38,9 @@ RECONNECT_TIMEOUT = 0.5  # seconds a try after a broken connection waits for ano
 class Database:
     """Owns the pool; opened on first use so no socket exists before gunicorn forks."""
 
-    def __init__(self, dsn: str, max_size: int = 4, timeout: float = 5.0) -> None:
+    def __init__(
+        self, dsn: str, max_size: int, timeout: float = 5.0, hooks: LoopHooks | None = None
+    ) -> None:
         self.dsn = dsn
         self._max_size = max_size
         self._timeout = timeout
@@ -47,16 +49,19 @@ class Database:
         self._outage = OutageLog(log, "postgres")
         self._retry_at = 0.0  # monotonic time before which a query fails without trying
         self._gate: CoopGate | None = None  # under meinheld: requests in the pool at once
+        self._hooks = hooks  # meinheld's loop: reads yield to it
 
     @property
     def pool(self) -> ConnectionPool[Any]:
         if self._pool is None:
             with self._lock:
                 if self._pool is None:
-                    hooks = coop.loop_hooks()  # set in a meinheld worker: reads yield
+                    hooks = self._hooks
                     pool: ConnectionPool[Any] = ConnectionPool(
                         self.dsn,
-                        connection_class=psycopg.Connection if hooks is None else CoopConnection,
+                        connection_class=(
+                            psycopg.Connection if hooks is None else coop_connection_class(hooks)
+                        ),
                         min_size=1,
                         max_size=self._max_size,
                         timeout=self._timeout,
@@ -85,7 +90,7 @@ class Database:
         else:
             raise BackendUnavailable("postgres", UNAVAILABLE)
         pool = self.pool
-        gate = self._gate if coop.in_request() else None
+        gate = self._gate if self._hooks is not None and self._hooks.in_request() else None
         if gate is not None and not gate.acquire(tries[0]):
             raise self._failure("PoolTimeout")
         error = ""

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError, RedisError
 
-from service.fastpath.coop import loop_hooks, redis_wait
+from service.fastpath.coop import LoopHooks
 from service.fastpath.lean_redis import CommandRefused, LeanRedis
 from service.fastpath.resp import ConnectionLost, pack
 from service.keys import BucketKeys, bucket_keys
@@ -130,8 +130,11 @@ class CounterRedis:
         self.transport.close()
 
 
-def open_access(settings: Settings) -> CounterRedis:
-    """Build the configured client; called in the worker, after fork."""
+def open_access(settings: Settings, hooks: LoopHooks | None = None) -> CounterRedis:
+    """Build the configured client; called in the worker, after fork.
+
+    ``hooks``: meinheld's loop, passed in by the composition root; None blocks the thread.
+    """
     if settings.redis_client == "redis-py":
         return CounterRedis(RedisPyTransport(connect(settings)), settings.buckets)
     if settings.cluster:
@@ -143,7 +146,7 @@ def open_access(settings: Settings) -> CounterRedis:
         seeds,
         cluster=cluster,
         timeout=settings.redis_timeout,
-        wait=redis_wait(),
-        hooks=loop_hooks(),
+        wait=hooks.wait_readable if hooks is not None else None,
+        hooks=hooks,
     )
     return CounterRedis(LeanTransport(client), settings.buckets)

@@ -14,24 +14,29 @@ holds use it at once; the others park in order, and give up after a timeout.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 from psycopg.abc import PQGen
 from psycopg.waiting import WAIT_R, WAIT_W
 
-from service.fastpath import coop
 from service.fastpath.coop import LoopHooks
 
 RV = Any
 
 
 class CoopConnection(psycopg.Connection[Any]):
-    """Waits through meinheld's loop when called in a request; blocks elsewhere."""
+    """Waits through meinheld's loop when called in a request; blocks elsewhere.
+
+    psycopg's pool builds connections from a class: ``coop_connection_class``
+    binds one to the loop's hooks.
+    """
+
+    hooks: ClassVar[LoopHooks | None] = None
 
     def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
-        hooks = coop.loop_hooks()
-        if hooks is None or not coop.in_request():  # the pool's threads, the gthread worker
+        hooks = self.hooks
+        if hooks is None or not hooks.in_request():  # the pool's threads, the gthread worker
             return super().wait(gen, interval, timeout)
         fileno = self.pgconn.socket
         try:
@@ -44,6 +49,11 @@ class CoopConnection(psycopg.Connection[Any]):
             return done.value
         except OSError as exc:
             raise psycopg.OperationalError(f"waiting for PostgreSQL: {exc!r}") from None
+
+
+def coop_connection_class(hooks: LoopHooks) -> type[CoopConnection]:
+    """A ``CoopConnection`` class whose connections wait in ``hooks``' loop."""
+    return type("CoopConnection", (CoopConnection,), {"hooks": hooks})
 
 
 class _Waiter:

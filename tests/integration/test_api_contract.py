@@ -157,7 +157,7 @@ def test_redis_down_is_503(settings: Any, pg_dsn: str, new_tenant: Any) -> None:
     from service.api.redis_access import open_access
 
     dead = r(settings, redis_nodes=(), redis_url="redis://127.0.0.1:1/0", redis_timeout=0.5)
-    store = CounterStore(lambda: open_access(dead), Database(pg_dsn), dead.buckets)
+    store = CounterStore(lambda: open_access(dead), Database(pg_dsn, max_size=2), dead.buckets)
     client = falcon.testing.TestClient(create_app(dead, store=store))
     _, key = new_tenant()
     assert_error(client.simulate_post(MISC + "x", headers=hdr(key)), 503, "unavailable")
@@ -171,7 +171,9 @@ def test_postgres_down_is_503(settings: Any) -> None:
     from service.api.redis_access import open_access
 
     dead = replace(settings, pg_dsn="postgresql://postgres@127.0.0.1:1/counter")
-    store = CounterStore(lambda: open_access(dead), Database(dead.pg_dsn, timeout=1), dead.buckets)
+    store = CounterStore(
+        lambda: open_access(dead), Database(dead.pg_dsn, max_size=2, timeout=1), dead.buckets
+    )
     client = falcon.testing.TestClient(create_app(dead, store=store))
     assert_error(client.simulate_post(MISC + "x", headers=hdr("ck_any")), 503, "unavailable")
     ready = client.simulate_get("/readyz")

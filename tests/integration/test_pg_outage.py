@@ -29,7 +29,7 @@ def test_after_a_failure_queries_fail_at_once_then_probe_briefly(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="counter.pg")
-    db = Database(DEAD_DSN, timeout=1.0)
+    db = Database(DEAD_DSN, max_size=2, timeout=1.0)
     try:
         assert 0.5 < timed_failure(db) < 3  # the first one waits for the pool: an outage
         assert timed_failure(db) < 0.05  # then no waiting at all ...
@@ -46,7 +46,7 @@ def test_a_known_key_works_through_an_outage_for_the_grace_period(
     pg_dsn: str, new_tenant: Any
 ) -> None:
     tenant, key = new_tenant()
-    live, dead = Database(pg_dsn), Database(DEAD_DSN, timeout=0.5)
+    live, dead = Database(pg_dsn, max_size=2), Database(DEAD_DSN, max_size=2, timeout=0.5)
     auth = Authenticator(live, ttl=0, grace=1.5)  # ttl 0: every call asks PostgreSQL
     try:
         assert auth.tenant_for(key) == tenant
@@ -81,7 +81,7 @@ def test_a_postgres_restart_costs_no_query(pg_servers: tuple[str, Any]) -> None:
     dsn, server = pg_servers
     if server is None:
         pytest.skip("PostgreSQL is external (COUNTER_TEST_PG_DSN): this test cannot restart it")
-    db = Database(dsn)
+    db = Database(dsn, max_size=2)
     try:
         assert db.read_counter(0, "t", "never") == (0, 0)  # a pooled connection now exists
         server.stop(mode="immediate")
