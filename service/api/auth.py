@@ -29,7 +29,7 @@ INVALID = "Invalid or revoked API key"
 
 
 class Authenticator:
-    def __init__(self, db: Database, ttl: float, grace: float = 300.0) -> None:
+    def __init__(self, db: Database, ttl: float, grace: float) -> None:
         self.db = db
         self.ttl = ttl
         self.grace = grace

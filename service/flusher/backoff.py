@@ -13,12 +13,14 @@ import random
 from service.flusher.metrics import FAILURES, UP
 
 log = logging.getLogger("counter.flusher")
+BASE = 0.5  # seconds before the first retry
+CAP = 30.0  # seconds between retries at most
 
 
 class Backoff:
     """Delays ``base, 2·base, 4·base, …`` up to ``cap`` seconds, each with ±``jitter``."""
 
-    def __init__(self, base: float = 0.5, cap: float = 30.0, jitter: float = 0.1) -> None:
+    def __init__(self, base: float = BASE, cap: float = CAP, jitter: float = 0.1) -> None:
         if not 0 < base <= cap:
             raise ValueError("need 0 < base <= cap")
         self.base, self.cap, self.jitter = base, cap, jitter

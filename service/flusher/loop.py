@@ -18,7 +18,7 @@ import threading
 import time
 from types import FrameType
 
-from service.flusher.backoff import BackendStatus, Backoff
+from service.flusher.backoff import BASE, BackendStatus, Backoff
 from service.flusher.flusher import Flusher, PassResult, backend_of
 from service.flusher.metrics import PASS_SECONDS, serve
 from service.logs import setup_logging
@@ -49,7 +49,7 @@ def run(
     flusher: Flusher, interval: float, stop: threading.Event, backoff: Backoff | None = None
 ) -> None:
     """Flush every ``interval`` s until ``stop`` is set, then drain with one final pass."""
-    backoff = backoff or Backoff(base=min(0.5, interval), cap=30.0)
+    backoff = backoff or Backoff(base=min(BASE, interval))
     status = BackendStatus()
     while not stop.is_set():
         started = time.monotonic()
@@ -68,7 +68,7 @@ def run(
 
 def wait_for_layout(settings: Settings, stop: threading.Event) -> bool:
     """Refuse a mismatched bucket count at once; wait out a PostgreSQL that is down."""
-    backoff, status = Backoff(base=0.5, cap=30.0), BackendStatus()
+    backoff, status = Backoff(), BackendStatus()
     while not stop.is_set():
         try:
             check_layout(settings)
