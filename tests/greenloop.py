@@ -1,4 +1,4 @@
-"""A small greenlet event loop with the hooks meinheld gives (``service.coop``).
+"""A small greenlet event loop with the hooks meinheld gives (``service.fastpath.coop``).
 
 Code written against ``LoopHooks`` (the Redis pipeline, the PostgreSQL gate) runs
 on it in-process: many greenlets, exact orders and counted flushes are cheap here.
@@ -79,8 +79,11 @@ class GreenLoop:
             except ConnectionLost as exc:
                 results[i] = exc
 
+        def start(i: int) -> Callable[[], None]:
+            return lambda: greenlet(task, parent=self.hub).switch(i)
+
         for i in range(len(tasks)):
-            self.soon.append(lambda i=i: greenlet(task, parent=self.hub).switch(i))
+            self.soon.append(start(i))
         while self.soon or self.waiting or self.timers:
             while self.soon:
                 self.soon.popleft()()

@@ -8,8 +8,11 @@ from typing import Any
 
 import psycopg
 import redis
+from redis.crc import key_slot
 
+from devstack import RedisCluster
 from service import keys
+from service.settings import Settings
 
 
 def redis_fields_of_tenant(r: Any, tenant: str) -> list[str]:
@@ -67,3 +70,13 @@ def keep_busy(node: Any, ms: int) -> threading.Thread:
     thread.start()
     time.sleep(0.1)  # the loop is running
     return thread
+
+
+def owner_index(cluster: RedisCluster, settings: Settings, tenant: str, ns: str) -> int:
+    """Index in ``cluster.nodes`` of the master that holds the counter (asked of the cluster)."""
+    slot = key_slot(keys.bucket_keys(keys.bucket_of(tenant, ns, settings.buckets)).values.encode())
+    host, port = cluster.nodes[0]
+    for start, end, master, *_ in redis.Redis(host=host, port=port).cluster("SLOTS"):
+        if start <= slot <= end:
+            return cluster.nodes.index((master[0].decode(), int(master[1])))
+    raise AssertionError(f"slot {slot} unowned")

@@ -14,6 +14,7 @@ from service.api.errors import Unauthorized
 from service.api.pg import Database
 from service.apikeys import create_key, revoke_key
 from service.errors import BackendUnavailable
+from tests.builders import NewTenant
 
 DEAD_DSN = "postgresql://postgres@127.0.0.1:1/counter"  # nothing listens: refused
 
@@ -43,7 +44,7 @@ def test_after_a_failure_queries_fail_at_once_then_probe_briefly(
 
 
 def test_a_known_key_works_through_an_outage_for_the_grace_period(
-    pg_dsn: str, new_tenant: Any
+    pg_dsn: str, new_tenant: NewTenant
 ) -> None:
     tenant, key = new_tenant()
     live, dead = Database(pg_dsn, max_size=2), Database(DEAD_DSN, max_size=2, timeout=0.5)

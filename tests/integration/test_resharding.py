@@ -5,14 +5,13 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
 
 import redis
 from redis.crc import key_slot
 
 from service import keys
 from service.settings import Settings
-from tests.conftest import make_store
+from tests.builders import NewTenant, make_store
 
 
 def _node(addr: tuple[str, int]) -> redis.Redis:
@@ -45,7 +44,7 @@ def _finish_migration(settings: Settings, slot: int, dst_id: bytes) -> None:
 
 
 def test_increments_follow_a_slot_to_its_new_master(
-    cluster_settings: Settings, new_tenant: Any
+    cluster_settings: Settings, new_tenant: NewTenant
 ) -> None:
     # The lean client only: redis-py's own TRYAGAIN budget (~0.2 s) is its business.
     settings = replace(cluster_settings, redis_client="lean")

@@ -11,12 +11,12 @@ import pytest
 from service import keys
 from service.errors import OutcomeUnknown
 from service.settings import Settings
-from tests.conftest import make_store
+from tests.builders import NewTenant, make_store
 from tests.helpers import keep_busy, node_of
 
 
 def test_a_timed_out_increment_is_applied_at_most_once(
-    settings: Settings, rclient: Any, new_tenant: Any
+    settings: Settings, rclient: Any, new_tenant: NewTenant
 ) -> None:
     tenant, _ = new_tenant()
     store = make_store(replace(settings, redis_timeout=0.2))
