@@ -58,7 +58,6 @@ log = logging.getLogger("counter.coop")
 SAFE_BUILD = "1.0.2+greenlet3.park"  # what deploy/build_meinheld.py installs
 
 
-
 def meinheld_hooks() -> LoopHooks | None:
     """The hooks of this meinheld worker's loop; None (logged) if the build is unsafe.
 

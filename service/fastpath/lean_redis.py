@@ -172,4 +172,3 @@ class LeanRedis:
         for idle in self._idle.values():
             while idle:
                 idle.pop().close()
-
