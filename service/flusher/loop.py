@@ -1,9 +1,9 @@
 """``counter-flusher``: the write-behind loop of DESIGN §5, its signals and entry point.
 
 Every ``COUNTER_FLUSH_INTERVAL`` seconds one pass flushes all dirty counters of
-the partitions this process can own (see ``flush_pass``). A backend outage makes
-passes fail; they are retried with capped exponential backoff while increments
-keep landing in Redis, and the backlog drains when the backend returns.
+the partitions this process can own (see ``service.flusher.flusher``). A backend
+outage makes passes fail; they are retried with capped exponential backoff while
+increments keep landing in Redis, and the backlog drains when the backend returns.
 SIGTERM/SIGINT finish the pass under way, run one final pass and exit 0; a
 SIGKILL loses nothing, since marks are cleared only after a durable commit.
 """
