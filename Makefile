@@ -42,8 +42,9 @@ test: install          ## the whole suite against throwaway real servers it star
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
-lint: $(STAMP)
+lint: $(STAMP)          ## ruff (lint + format) and mypy --strict over all the Python code
 	$(VENV)/bin/ruff check $(wildcard service tests devstack loadtest benchmarks deploy)
+	$(VENV)/bin/ruff format --check $(wildcard service tests devstack loadtest benchmarks deploy)
 	$(VENV)/bin/mypy
 
 # Offline, no Docker engine needed: hadolint, the Kubernetes schemas bundled with

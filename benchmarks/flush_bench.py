@@ -25,8 +25,8 @@ import psycopg
 
 from devstack import PostgresServer, RedisCluster, RedisSingle
 from service import keys
-from service.flush_pass import Flusher
-from service.flush_pg import UPSERT_SQL, FlushDb
+from service.flusher.flusher import Flusher
+from service.flusher.pg_side import UPSERT_SQL, FlushDb
 from service.migrate import migrate
 from service.redis_conn import connect
 from service.settings import Settings, _parse_nodes

@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime
+from typing import NamedTuple
 
 import psycopg
 
 from service.keys import is_valid_tenant
-from service.pg import KeyRecord
 
 KEY_PREFIX = "ck_"
+
+
+class KeyRecord(NamedTuple):
+    """A key as ``counterctl keys list`` shows it: never the key itself."""
+
+    id: int
+    tenant: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
 
 
 def hash_key(key: str) -> bytes:

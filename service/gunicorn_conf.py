@@ -78,14 +78,6 @@ def on_starting(server: Any) -> None:
         sys.exit(f"counter-service: cannot check the database layout: {type(exc).__name__}")
 
 
-def post_worker_init(worker: Any) -> None:
-    """In a meinheld worker, requests waiting on Redis yield to the others."""
-    if _settings.worker_class == "meinheld":
-        from service import coop
-
-        coop.enable_meinheld()
-
-
 def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 

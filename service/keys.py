@@ -34,6 +34,7 @@ def member(tenant: str, namespace: str) -> str:
 
 
 def split_member(field: str) -> tuple[str, str]:
+    """``(tenant, namespace)`` of a member name: the inverse of ``member``."""
     tenant, _, namespace = field.partition("/")
     return tenant, namespace
 
@@ -56,6 +57,18 @@ class BucketKeys(NamedTuple):
     dirty: str  # sorted set: member -> first-dirty time in ms
 
 
+# Each key of a bucket is c:{<bucket>}:<suffix>; the Lua headers name them c:{b}:<suffix>.
+KEY_SUFFIXES = BucketKeys(values="v", epochs="e", dirty="d")
+
+
 def bucket_keys(bucket: int) -> BucketKeys:
     tag = f"{{{bucket}}}"
-    return BucketKeys(f"c:{tag}:v", f"c:{tag}:e", f"c:{tag}:d")
+    return BucketKeys(*(f"c:{tag}:{suffix}" for suffix in KEY_SUFFIXES))
+
+
+def key_role(name: str) -> int:
+    """Position in ``BucketKeys`` of a key named like ``c:{b}:v`` (any tag): 0 for values."""
+    prefix, _, suffix = name.rpartition(":")
+    if not (prefix.startswith("c:{") and prefix.endswith("}")) or suffix not in KEY_SUFFIXES:
+        raise ValueError(f"{name!r} is not a bucket key c:{{<bucket>}}:<v|e|d>")
+    return KEY_SUFFIXES.index(suffix)

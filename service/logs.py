@@ -45,18 +45,35 @@ class OutageLog:
     (``counter_http_errors_total{status="503"}``).
     """
 
-    def __init__(self, log: logging.Logger, backend: str) -> None:
+    def __init__(
+        self,
+        log: logging.Logger,
+        backend: str,
+        *,
+        down: str = "",
+        up: str = "",
+        down_level: int = logging.WARNING,
+        up_level: int = logging.INFO,
+    ) -> None:
+        """``down`` / ``up``: what the change means to this process, added to its line."""
         self.log = log
         self.backend = backend
         self.down = False
+        self._down = (down_level, f"{backend} unavailable{down}")
+        self._up = (up_level, f"{backend} available again{up}")
 
-    def failed(self, exc: BaseException | str) -> None:
-        if not self.down:
-            self.down = True
-            self.log.warning(f"{self.backend} unavailable", extra={"error": str(exc)})
+    def failed(self, exc: BaseException | str) -> bool:
+        """Record a failure; True (and one log line) when the backend was up until now."""
+        if self.down:
+            return False
+        self.down = True
+        level, line = self._down
+        self.log.log(level, line, extra={"backend": self.backend, "error": str(exc)})
+        return True
 
     def ok(self) -> None:
         # PERF: one attribute test on the success path.
         if self.down:
             self.down = False
-            self.log.info(f"{self.backend} available again")
+            level, line = self._up
+            self.log.log(level, line, extra={"backend": self.backend})

@@ -19,7 +19,7 @@ from redis.retry import Retry
 from service.settings import Settings
 
 
-def connect(settings: Settings) -> Any:
+def connect(settings: Settings) -> Redis | RedisCluster:
     """Build a client; redis-py connects lazily for a single node, eagerly for a cluster."""
     common: dict[str, Any] = {
         "socket_timeout": settings.redis_timeout,

@@ -9,14 +9,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, TypeVar
 
 from service.keys import MAX_BUCKETS
 
 T = TypeVar("T")
 WORKER_CLASSES = {
-    "meinheld": "service.worker.CounterWorker",
+    "meinheld": "service.api.worker.CounterWorker",
     "gthread": "gthread",
     "sync": "sync",
 }
@@ -53,7 +53,7 @@ class Settings:
     buckets: int = 4096
     partitions: int = 16
     bind: str = "127.0.0.1:8080"
-    workers: int = 4
+    workers: int = field(default_factory=default_workers)
     worker_class: str = "meinheld"
     threads: int = 4
     auth_cache_ttl: float = 10.0
@@ -81,7 +81,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        get = _Reader(env)
+        get, d = _Reader(env), _defaults(cls)
         nodes: tuple[tuple[str, int], ...] = get("COUNTER_REDIS_NODES", _parse_nodes, ())
         url = get("COUNTER_REDIS_URL", _parse_redis_url, None)
         if nodes and url:
@@ -94,7 +94,7 @@ class Settings:
                 "COUNTER_REDIS_NODES (host:port,... of a Redis Cluster) or "
                 "COUNTER_REDIS_URL (redis://host:port/db of one node) is required"
             )
-        client = get("COUNTER_REDIS_CLIENT", _choice(REDIS_CLIENTS), "lean")
+        client = get("COUNTER_REDIS_CLIENT", _choice(REDIS_CLIENTS), d["redis_client"])
         if client == "lean" and url and not LEAN_URL.fullmatch(url):
             raise SettingsError(
                 f"COUNTER_REDIS_URL={url!r} needs COUNTER_REDIS_CLIENT=redis-py: the lean "
@@ -105,29 +105,52 @@ class Settings:
             redis_nodes=nodes,
             redis_url=url,
             redis_client=client,
-            buckets=get("COUNTER_BUCKETS", _int_in(1, MAX_BUCKETS), 4096),
-            partitions=get("COUNTER_PARTITIONS", _int_in(1, 1024), 16),
-            bind=get("COUNTER_BIND", _parse_bind, "127.0.0.1:8080"),
-            workers=get("COUNTER_WORKERS", _int_in(1, 256), default_workers()),
-            worker_class=get("COUNTER_WORKER_CLASS", _choice(WORKER_CLASSES), "meinheld"),
-            threads=get("COUNTER_THREADS", _int_in(1, 256), 4),
-            auth_cache_ttl=get("COUNTER_AUTH_CACHE_TTL", _float_in(0, 3600), 10.0),
-            auth_outage_grace=get("COUNTER_AUTH_OUTAGE_GRACE", _float_in(0, 86400), 300.0),
-            redis_timeout=get("COUNTER_REDIS_TIMEOUT", _float_in(0.01, 60), 2.0),
-            pg_pool_max=get("COUNTER_PG_POOL_MAX", _int_in(1, 100), 4),
-            pg_connect_timeout=get("COUNTER_PG_CONNECT_TIMEOUT", _float_in(0.1, 60), 2.0),
-            pg_statement_timeout=get("COUNTER_PG_STATEMENT_TIMEOUT", _float_in(0.01, 600), 2.0),
-            worker_connections=get("COUNTER_WORKER_CONNECTIONS", _int_in(1, 1_000_000), 1000),
-            max_body_bytes=get("COUNTER_MAX_BODY_BYTES", _int_in(0, 1 << 20), 4096),
-            flush_interval=get("COUNTER_FLUSH_INTERVAL", _float_in(0.01, 3600), 1.0),
-            flush_batch=get("COUNTER_FLUSH_BATCH", _int_in(1, 1_000_000), 5000),
-            flusher_metrics_port=get("COUNTER_FLUSHER_METRICS_PORT", _int_in(0, 65535), 9108),
-            flusher_nice=get("COUNTER_FLUSHER_NICE", _int_in(0, 19), 10),
-            log_level=get("COUNTER_LOG_LEVEL", _choice(_LOG_LEVELS), "INFO"),
+            buckets=get("COUNTER_BUCKETS", _int_in(1, MAX_BUCKETS), d["buckets"]),
+            partitions=get("COUNTER_PARTITIONS", _int_in(1, 1024), d["partitions"]),
+            bind=get("COUNTER_BIND", _parse_bind, d["bind"]),
+            workers=get("COUNTER_WORKERS", _int_in(1, 256), d["workers"]),
+            worker_class=get("COUNTER_WORKER_CLASS", _choice(WORKER_CLASSES), d["worker_class"]),
+            threads=get("COUNTER_THREADS", _int_in(1, 256), d["threads"]),
+            auth_cache_ttl=get("COUNTER_AUTH_CACHE_TTL", _float_in(0, 3600), d["auth_cache_ttl"]),
+            auth_outage_grace=get(
+                "COUNTER_AUTH_OUTAGE_GRACE", _float_in(0, 86400), d["auth_outage_grace"]
+            ),
+            redis_timeout=get("COUNTER_REDIS_TIMEOUT", _float_in(0.01, 60), d["redis_timeout"]),
+            pg_pool_max=get("COUNTER_PG_POOL_MAX", _int_in(1, 100), d["pg_pool_max"]),
+            pg_connect_timeout=get(
+                "COUNTER_PG_CONNECT_TIMEOUT", _float_in(0.1, 60), d["pg_connect_timeout"]
+            ),
+            pg_statement_timeout=get(
+                "COUNTER_PG_STATEMENT_TIMEOUT", _float_in(0.01, 600), d["pg_statement_timeout"]
+            ),
+            worker_connections=get(
+                "COUNTER_WORKER_CONNECTIONS", _int_in(1, 1_000_000), d["worker_connections"]
+            ),
+            max_body_bytes=get("COUNTER_MAX_BODY_BYTES", _int_in(0, 1 << 20), d["max_body_bytes"]),
+            flush_interval=get(
+                "COUNTER_FLUSH_INTERVAL", _float_in(0.01, 3600), d["flush_interval"]
+            ),
+            flush_batch=get("COUNTER_FLUSH_BATCH", _int_in(1, 1_000_000), d["flush_batch"]),
+            flusher_metrics_port=get(
+                "COUNTER_FLUSHER_METRICS_PORT", _int_in(0, 65535), d["flusher_metrics_port"]
+            ),
+            flusher_nice=get("COUNTER_FLUSHER_NICE", _int_in(0, 19), d["flusher_nice"]),
+            log_level=get("COUNTER_LOG_LEVEL", _choice(_LOG_LEVELS), d["log_level"]),
         )
 
 
 _LOG_LEVELS = {"DEBUG": 0, "INFO": 0, "WARNING": 0, "ERROR": 0}
+
+
+def _defaults(cls: type[Settings]) -> dict[str, Any]:
+    """Each field's default, as the dataclass declares it: every default is written once."""
+    out: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.default is not MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            out[f.name] = f.default_factory()
+    return out
 
 
 class _Reader:

@@ -1,6 +1,16 @@
-"""gunicorn entry point: ``gunicorn -c python:service.gunicorn_conf service.wsgi:app``."""
+"""gunicorn entry point: ``gunicorn -c python:service.gunicorn_conf service.wsgi:app``.
 
-from service.app import create_app
+The composition root of a worker process. Nothing is preloaded, so each worker
+imports this after fork, in the thread that then runs its event loop: under the
+meinheld worker it finds the loop's hooks here and passes them in, so requests
+waiting on Redis or PostgreSQL yield to the others.
+"""
+
+from service.api.app import create_app
+from service.fastpath.coop import meinheld_hooks
+from service.logs import setup_logging
 from service.settings import Settings
 
-app = create_app(Settings.from_env())
+settings = Settings.from_env()
+setup_logging(settings.log_level)
+app = create_app(settings, hooks=meinheld_hooks() if settings.worker_class == "meinheld" else None)

@@ -10,19 +10,21 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
+import falcon.testing
 import pytest
+from redis import Redis
+from redis.cluster import RedisCluster as RedisClusterClient
 
+from devstack import PostgresServer, RedisCluster
+from service.api.app import create_app
+from service.api.store import CounterStore
 from service.apikeys import create_key
-from service.app import create_app
 from service.migrate import migrate
-from service.pg import Database
-from service.redis_access import open_access
 from service.redis_conn import connect
 from service.settings import Settings, _parse_nodes
-from service.store import CounterStore
 from tests import backends
+from tests.builders import NewTenant, backend_settings, make_store
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +33,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def cluster_servers(run_dir: Path) -> Iterator[tuple[str, Any]]:
+def cluster_servers(run_dir: Path) -> Iterator[tuple[str, RedisCluster | None]]:
     with backends.redis_cluster(run_dir / "cluster") as nodes_and_server:
         yield nodes_and_server
 
@@ -43,7 +45,7 @@ def redis_single_url(run_dir: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def pg_servers(run_dir: Path) -> Iterator[tuple[str, Any]]:
+def pg_servers(run_dir: Path) -> Iterator[tuple[str, PostgresServer | None]]:
     with backends.postgres(run_dir / "pg") as dsn_and_server:
         dsn = dsn_and_server[0]
         migrate(Settings(pg_dsn=dsn, redis_url="redis://unused:1/0"))
@@ -51,19 +53,8 @@ def pg_servers(run_dir: Path) -> Iterator[tuple[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def pg_dsn(pg_servers: tuple[str, Any]) -> str:
+def pg_dsn(pg_servers: tuple[str, PostgresServer | None]) -> str:
     return pg_servers[0]
-
-
-def backend_settings(
-    request: pytest.FixtureRequest, kind: str, pg_dsn: str, **extra: Any
-) -> Settings:
-    """Settings for a "cluster" or "single" Redis backend, on the session's servers."""
-    if kind == "cluster":
-        nodes = request.getfixturevalue("cluster_servers")[0]
-        return Settings(pg_dsn=pg_dsn, redis_nodes=_parse_nodes(nodes), redis_timeout=5.0, **extra)
-    url = request.getfixturevalue("redis_single_url")
-    return Settings(pg_dsn=pg_dsn, redis_url=url, redis_timeout=5.0, **extra)
 
 
 @pytest.fixture(
@@ -83,7 +74,7 @@ def backend(request: pytest.FixtureRequest, pg_dsn: str) -> Settings:
 
 
 @pytest.fixture
-def r(backend: Settings) -> Iterator[Any]:
+def r(backend: Settings) -> Iterator[Redis | RedisClusterClient]:
     """A redis-py client on ``backend``."""
     client = connect(backend)
     yield client
@@ -91,14 +82,8 @@ def r(backend: Settings) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def cluster_settings(pg_dsn: str, cluster_servers: tuple[str, Any]) -> Settings:
+def cluster_settings(pg_dsn: str, cluster_servers: tuple[str, RedisCluster | None]) -> Settings:
     return Settings(pg_dsn=pg_dsn, redis_nodes=_parse_nodes(cluster_servers[0]), redis_timeout=5.0)
-
-
-def make_store(settings: Settings) -> CounterStore:
-    return CounterStore(
-        lambda: open_access(settings), Database(settings.pg_dsn, max_size=8), settings.buckets
-    )
 
 
 @pytest.fixture
@@ -109,7 +94,7 @@ def store(settings: Settings) -> Iterator[CounterStore]:
 
 
 @pytest.fixture
-def rclient(settings: Settings) -> Iterator[Any]:
+def rclient(settings: Settings) -> Iterator[Redis | RedisClusterClient]:
     """A redis-py client on the same servers, for inspecting what the service wrote."""
     client = connect(settings)
     yield client
@@ -117,7 +102,7 @@ def rclient(settings: Settings) -> Iterator[Any]:
 
 
 @pytest.fixture
-def new_tenant(pg_dsn: str) -> Any:
+def new_tenant(pg_dsn: str) -> NewTenant:
     """Factory: a fresh tenant with an API key, so tests never share counters."""
 
     def make(prefix: str = "t") -> tuple[str, str]:
@@ -128,7 +113,5 @@ def new_tenant(pg_dsn: str) -> Any:
 
 
 @pytest.fixture
-def client(settings: Settings, store: CounterStore) -> Any:
-    import falcon.testing
-
+def client(settings: Settings, store: CounterStore) -> falcon.testing.TestClient:
     return falcon.testing.TestClient(create_app(replace(settings), store=store))

@@ -1,4 +1,4 @@
-"""A small greenlet event loop with the hooks meinheld gives (``service.coop``).
+"""A small greenlet event loop with the hooks meinheld gives (``service.fastpath.coop``).
 
 Code written against ``LoopHooks`` (the Redis pipeline, the PostgreSQL gate) runs
 on it in-process: many greenlets, exact orders and counted flushes are cheap here.
@@ -8,6 +8,7 @@ Under meinheld itself that code is tested end to end in ``tests/e2e/``.
 from __future__ import annotations
 
 import select
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -15,8 +16,8 @@ from typing import Any
 
 from greenlet import getcurrent, greenlet
 
-from service.coop import LoopHooks
-from service.resp import ConnectionLost
+from service.fastpath.coop import LoopHooks
+from service.fastpath.resp import ConnectionLost
 
 
 class GreenLoop:
@@ -56,6 +57,7 @@ class GreenLoop:
             wait_io=self.wait_io,
             call_later=self.call_later,
             spawn=self.spawn,
+            loop_thread=threading.get_ident(),
         )
 
     def wait_io(self, fd: int, read: bool, write: bool, timeout: float) -> None:
@@ -87,8 +89,11 @@ class GreenLoop:
                 results[i] = exc
             finished[0] += 1
 
+        def start(i: int) -> Callable[[], None]:
+            return lambda: greenlet(task, parent=self.hub).switch(i)
+
         for i in range(len(tasks)):
-            self.soon.append(lambda i=i: greenlet(task, parent=self.hub).switch(i))
+            self.soon.append(start(i))
         while self.soon or self.waiting or self.timers:
             while self.soon:
                 self.soon.popleft()()

@@ -8,8 +8,11 @@ from typing import Any
 
 import psycopg
 import redis
+from redis.crc import key_slot
 
+from devstack import RedisCluster
 from service import keys
+from service.settings import Settings
 
 
 def redis_fields_of_tenant(r: Any, tenant: str) -> list[str]:
@@ -18,7 +21,7 @@ def redis_fields_of_tenant(r: Any, tenant: str) -> list[str]:
     for key in r.scan_iter(match="c:*", count=1000):
         key = key.decode() if isinstance(key, bytes) else key
         members = r.hkeys(key) if not key.endswith(":d") else r.zrange(key, 0, -1)
-        found += [m.decode() for m in members if m.decode().startswith(tenant + "/")]
+        found += [m.decode() for m in members if keys.split_member(m.decode())[0] == tenant]
     return found
 
 
@@ -67,3 +70,13 @@ def keep_busy(node: Any, ms: int) -> threading.Thread:
     thread.start()
     time.sleep(0.1)  # the loop is running
     return thread
+
+
+def owner_index(cluster: RedisCluster, settings: Settings, tenant: str, ns: str) -> int:
+    """Index in ``cluster.nodes`` of the master that holds the counter (asked of the cluster)."""
+    slot = key_slot(keys.bucket_keys(keys.bucket_of(tenant, ns, settings.buckets)).values.encode())
+    host, port = cluster.nodes[0]
+    for start, end, master, *_ in redis.Redis(host=host, port=port).cluster("SLOTS"):
+        if start <= slot <= end:
+            return cluster.nodes.index((master[0].decode(), int(master[1])))
+    raise AssertionError(f"slot {slot} unowned")

@@ -7,7 +7,6 @@ behind the one waiting on a busy node (``tests.helpers.keep_busy``).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +17,9 @@ import pytest
 from service import keys
 from service.redis_conn import connect
 from service.settings import Settings
+from tests.builders import NewTenant
+from tests.e2e.http_client import hammer, post_in_background, request
 from tests.e2e.server import Gunicorn, settings_env
-from tests.e2e.test_http_service import hammer, request
 from tests.helpers import keep_busy, node_of
 
 
@@ -58,16 +58,8 @@ def namespaces_on_two_nodes(rclient: Any, tenant: str, n_buckets: int) -> tuple[
     raise AssertionError("200 namespaces all on one node")
 
 
-def post_in_background(url: str, path: str, key: str) -> tuple[threading.Thread, list[Any]]:
-    result: list[Any] = []
-    thread = threading.Thread(target=lambda: result.append(request(url, "POST", path, key)))
-    thread.start()
-    time.sleep(0.1)  # the request is now waiting on the busy node
-    return thread, result
-
-
 def test_other_requests_are_served_while_one_waits_on_redis(
-    one_worker: Gunicorn, cluster_settings: Settings, cluster_client: Any, new_tenant: Any
+    one_worker: Gunicorn, cluster_settings: Settings, cluster_client: Any, new_tenant: NewTenant
 ) -> None:
     tenant, key = new_tenant()
     busy_ns, free_ns, busy_node = namespaces_on_two_nodes(
@@ -91,7 +83,7 @@ def test_other_requests_are_served_while_one_waits_on_redis(
 
 
 def test_a_timed_out_wait_answers_503_and_the_increment_applies_once(
-    one_worker: Gunicorn, cluster_settings: Settings, cluster_client: Any, new_tenant: Any
+    one_worker: Gunicorn, cluster_settings: Settings, cluster_client: Any, new_tenant: NewTenant
 ) -> None:
     tenant, key = new_tenant()
     busy_ns, _, busy_node = namespaces_on_two_nodes(
@@ -117,7 +109,7 @@ def hot_path_connections(node: Any) -> int:
 
 
 def test_requests_in_flight_share_one_pipelined_connection_per_node(
-    one_worker: Gunicorn, cluster_settings: Settings, cluster_client: Any, new_tenant: Any
+    one_worker: Gunicorn, cluster_settings: Settings, cluster_client: Any, new_tenant: NewTenant
 ) -> None:
     tenant, key = new_tenant()
     path = "/v1/misc/counter/hot"
@@ -131,7 +123,7 @@ def test_requests_in_flight_share_one_pipelined_connection_per_node(
 
 
 def test_a_timeout_fails_every_request_in_flight_on_the_connection(
-    one_worker: Gunicorn, cluster_settings: Settings, cluster_client: Any, new_tenant: Any
+    one_worker: Gunicorn, cluster_settings: Settings, cluster_client: Any, new_tenant: NewTenant
 ) -> None:
     tenant, key = new_tenant()
     busy_ns, _, busy_node = namespaces_on_two_nodes(

@@ -16,7 +16,8 @@ import pytest
 
 from devstack import free_port
 from service.settings import Settings
-from tests.integration.test_flush import (
+from tests.builders import NewTenant
+from tests.flush_helpers import (
     dirty_names,
     flush,
     increment,
@@ -58,7 +59,7 @@ def scrape(port: int) -> str:
 
 
 def test_sigterm_drains_every_increment_and_exits_0(
-    backend: Settings, r: Any, pg_dsn: str, new_tenant: Any, tmp_path: Path
+    backend: Settings, r: Any, pg_dsn: str, new_tenant: NewTenant, tmp_path: Path
 ) -> None:
     tenant, _ = new_tenant()
     port, log = free_port(), tmp_path / "flusher.log"
@@ -95,7 +96,7 @@ def test_sigterm_drains_every_increment_and_exits_0(
 
 
 def test_sigkill_at_any_moment_loses_nothing_a_later_flush_does_not_write(
-    backend: Settings, r: Any, pg_dsn: str, new_tenant: Any, tmp_path: Path
+    backend: Settings, r: Any, pg_dsn: str, new_tenant: NewTenant, tmp_path: Path
 ) -> None:
     tenant, _ = new_tenant()
     names = [f"k{i}" for i in range(20_000)]

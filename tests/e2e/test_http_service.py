@@ -3,54 +3,24 @@
 from __future__ import annotations
 
 import http.client
-import json
 import re
 import signal
 import subprocess
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 from service.keys import INVALID_NAMESPACE
 from service.settings import Settings
+from tests.builders import NewTenant
+from tests.e2e.http_client import hammer, request
 from tests.e2e.server import BIN, Gunicorn, settings_env
 
 
-def request(url: str, method: str, path: str, key: str | None = None) -> tuple[int, Any, Any]:
-    """One raw request: the path is sent exactly as given (no client-side normalising)."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-    headers = {"requiems-api-key": key} if key else {}
-    conn.request(method, path, headers=headers)
-    resp = conn.getresponse()
-    body = json.loads(resp.read() or b"null")
-    conn.close()
-    return resp.status, body, resp.headers
-
-
-def hammer(url: str, path: str, key: str, threads: int, each: int) -> list[int]:
-    """``threads`` keep-alive clients POST ``each`` increments; all values returned."""
-    parts = urlsplit(url)
-
-    def client(_: int) -> list[int]:
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-        values = []
-        for _ in range(each):
-            conn.request("POST", path, headers={"requiems-api-key": key})
-            values.append(json.loads(conn.getresponse().read())["data"]["value"])
-        conn.close()
-        return values
-
-    with ThreadPoolExecutor(threads) as pool:
-        return [v for chunk in pool.map(client, range(threads)) for v in chunk]
-
-
-def test_post_then_get_over_http(service_url: str, new_tenant: Any) -> None:
+def test_post_then_get_over_http(service_url: str, new_tenant: NewTenant) -> None:
     _, key = new_tenant()
     assert request(service_url, "POST", "/v1/misc/counter/page-views", key)[1]["data"] == {
         "namespace": "page-views",
@@ -65,7 +35,7 @@ def test_post_then_get_over_http(service_url: str, new_tenant: Any) -> None:
     "path", ["a%2Fb", "a%2fb", "a%00b", "a%20b", "%2E%2E", "a.b", "caf%C3%A9", "n" * 65]
 )
 def test_percent_encoded_invalid_namespaces_are_400(
-    service_url: str, new_tenant: Any, path: str
+    service_url: str, new_tenant: NewTenant, path: str
 ) -> None:
     _, key = new_tenant()
     for method in ("POST", "GET"):
@@ -74,7 +44,7 @@ def test_percent_encoded_invalid_namespaces_are_400(
         assert body["message"] == INVALID_NAMESPACE
 
 
-def test_errors_over_http(service_url: str, new_tenant: Any) -> None:
+def test_errors_over_http(service_url: str, new_tenant: NewTenant) -> None:
     _, key = new_tenant()
     assert request(service_url, "POST", "/v1/misc/counter/x")[1]["error"] == "unauthorized"
     assert request(service_url, "GET", "/nowhere", key)[1]["error"] == "not_found"
@@ -82,7 +52,7 @@ def test_errors_over_http(service_url: str, new_tenant: Any) -> None:
     assert status == 405 and body["error"] == "method_not_allowed" and "POST" in headers["allow"]
 
 
-def test_16_threads_x_100_over_http_are_exact(service_url: str, new_tenant: Any) -> None:
+def test_16_threads_x_100_over_http_are_exact(service_url: str, new_tenant: NewTenant) -> None:
     _, key = new_tenant()
     path = "/v1/misc/counter/hot"
     start = request(service_url, "GET", path, key)[1]["data"]["value"]
@@ -156,7 +126,7 @@ def test_counterctl_creates_lists_and_revokes_keys(settings: Settings) -> None:
 
 
 def test_every_worker_has_a_listener_of_its_own_and_takes_connections(
-    settings: Settings, tmp_path: Path, new_tenant: Any
+    settings: Settings, tmp_path: Path, new_tenant: NewTenant
 ) -> None:
     """SO_REUSEPORT listeners per worker: the kernel spreads connections over workers."""
     import psutil
@@ -181,7 +151,8 @@ def test_every_worker_has_a_listener_of_its_own_and_takes_connections(
             time.sleep(0.05)
         parts = urlsplit(server.url)
         conns = [
-            http.client.HTTPConnection(parts.hostname, parts.port, timeout=10) for _ in range(60)
+            http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+            for _ in range(60)
         ]
         for conn in conns:
             conn.request("POST", "/v1/misc/counter/spread", headers={"requiems-api-key": key})
@@ -209,7 +180,7 @@ def increments_metric(url: str) -> float:
 
 
 def test_increments_reach_the_metric_within_about_a_second(
-    service_url: str, new_tenant: Any
+    service_url: str, new_tenant: NewTenant
 ) -> None:
     _, key = new_tenant()
     time.sleep(1.5)  # earlier tests' increments are in the metric by now

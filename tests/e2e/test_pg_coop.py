@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import psycopg
 
 from service.settings import Settings
+from tests.builders import NewTenant
+from tests.e2e.http_client import post_in_background, request
 from tests.e2e.server import Gunicorn, settings_env
-from tests.e2e.test_cooperative_waits import post_in_background
-from tests.e2e.test_http_service import request
 
 HOLD = 1.5  # seconds the table stays locked
 
 
 def test_other_requests_are_served_while_reads_wait_on_postgres(
-    cluster_settings: Settings, pg_dsn: str, new_tenant: Any, tmp_path: Path
+    cluster_settings: Settings, pg_dsn: str, new_tenant: NewTenant, tmp_path: Path
 ) -> None:
     env = settings_env(cluster_settings, COUNTER_WORKERS="1", COUNTER_PG_POOL_MAX="2")
     server = Gunicorn(env, tmp_path / "gunicorn.log")

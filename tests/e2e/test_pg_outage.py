@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from service.settings import Settings
+from tests.builders import NewTenant
+from tests.e2e.http_client import request
 from tests.e2e.server import Gunicorn, settings_env
-from tests.e2e.test_http_service import request
 
 
 def timed(url: str, method: str, path: str, key: str) -> tuple[int, Any, float]:
@@ -26,7 +27,7 @@ def timed(url: str, method: str, path: str, key: str) -> tuple[int, Any, float]:
 
 
 def test_known_counters_count_on_while_postgres_is_down(
-    cluster_settings: Settings, pg_servers: tuple[str, Any], new_tenant: Any, tmp_path: Path
+    cluster_settings: Settings, pg_servers: tuple[str, Any], new_tenant: NewTenant, tmp_path: Path
 ) -> None:
     _, server = pg_servers
     if server is None:

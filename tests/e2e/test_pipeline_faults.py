@@ -18,8 +18,9 @@ from urllib.parse import urlsplit
 
 from devstack import RedisCluster
 from service.settings import Settings, _parse_nodes
+from tests.builders import NewTenant
 from tests.e2e.server import Gunicorn, settings_env
-from tests.integration.test_node_restart import _owner_index
+from tests.helpers import owner_index
 
 THREADS = 8
 
@@ -27,7 +28,7 @@ THREADS = 8
 def hammer(url: str, path: str, key: str, stop: threading.Event, out: list[Any]) -> None:
     """POST until ``stop``; record (start time, status, body) per request, or the exception."""
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=15)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=15)
     while not stop.is_set():
         started = time.monotonic()
         try:
@@ -41,7 +42,7 @@ def hammer(url: str, path: str, key: str, stop: threading.Event, out: list[Any])
 
 
 def test_a_killed_master_fails_the_requests_in_flight_and_the_worker_recovers(
-    tmp_path: Path, pg_dsn: str, new_tenant: Any
+    tmp_path: Path, pg_dsn: str, new_tenant: NewTenant
 ) -> None:
     cluster = RedisCluster(tmp_path / "cluster", masters=3)
     server = None
@@ -52,7 +53,7 @@ def test_a_killed_master_fails_the_requests_in_flight_and_the_worker_recovers(
         server.wait_ready()
         tenant, key = new_tenant()
         on_node_0 = (f"n{i}" for i in range(200))
-        ns = next(n for n in on_node_0 if _owner_index(cluster, settings, tenant, n) == 0)
+        ns = next(n for n in on_node_0 if owner_index(cluster, settings, tenant, n) == 0)
         path = f"/v1/misc/counter/{ns}"
 
         stop = threading.Event()

@@ -9,11 +9,12 @@ from typing import Any
 import falcon.testing
 import pytest
 
+from service.api.app import create_app
+from service.api.pg import Database
+from service.api.store import CounterStore
 from service.apikeys import list_keys, revoke_key
-from service.app import create_app
 from service.keys import INVALID_NAMESPACE
-from service.pg import Database
-from service.store import CounterStore
+from tests.builders import NewTenant
 from tests.helpers import redis_fields_of_tenant
 
 MISC = "/v1/misc/counter/"
@@ -34,7 +35,7 @@ def assert_error(resp: Any, status: int, code: str) -> dict[str, Any]:
     return body
 
 
-def test_post_increments_and_returns_the_envelope(client: Any, new_tenant: Any) -> None:
+def test_post_increments_and_returns_the_envelope(client: Any, new_tenant: NewTenant) -> None:
     _, key = new_tenant()
     first = client.simulate_post(MISC + "page-views", headers=hdr(key))
     second = client.simulate_post(MISC + "page-views", headers=hdr(key))
@@ -45,7 +46,7 @@ def test_post_increments_and_returns_the_envelope(client: Any, new_tenant: Any) 
 
 
 def test_get_is_zero_for_a_missing_counter_and_does_not_create_it(
-    client: Any, rclient: Any, new_tenant: Any
+    client: Any, rclient: Any, new_tenant: NewTenant
 ) -> None:
     tenant, key = new_tenant()
     for _ in range(2):
@@ -55,7 +56,9 @@ def test_get_is_zero_for_a_missing_counter_and_does_not_create_it(
     assert redis_fields_of_tenant(rclient, tenant) == []
 
 
-def test_get_returns_the_current_value_without_changing_it(client: Any, new_tenant: Any) -> None:
+def test_get_returns_the_current_value_without_changing_it(
+    client: Any, new_tenant: NewTenant
+) -> None:
     _, key = new_tenant()
     for _ in range(3):
         client.simulate_post(MISC + "downloads", headers=hdr(key))
@@ -63,7 +66,7 @@ def test_get_returns_the_current_value_without_changing_it(client: Any, new_tena
     assert client.simulate_get(MISC + "downloads", headers=hdr(key)).json["data"]["value"] == 3
 
 
-def test_misc_and_technology_paths_are_the_same_counter(client: Any, new_tenant: Any) -> None:
+def test_misc_and_technology_paths_are_the_same_counter(client: Any, new_tenant: NewTenant) -> None:
     _, key = new_tenant()
     client.simulate_post(MISC + "shared", headers=hdr(key))
     resp = client.simulate_post(TECH + "shared", headers=hdr(key))
@@ -71,7 +74,7 @@ def test_misc_and_technology_paths_are_the_same_counter(client: Any, new_tenant:
     assert client.simulate_get(MISC + "shared", headers=hdr(key)).json["data"]["value"] == 2
 
 
-def test_a_64_char_namespace_is_valid(client: Any, new_tenant: Any) -> None:
+def test_a_64_char_namespace_is_valid(client: Any, new_tenant: NewTenant) -> None:
     _, key = new_tenant()
     ns = "n" * 64
     assert client.simulate_post(MISC + ns, headers=hdr(key)).json["data"] == {
@@ -86,7 +89,7 @@ def test_a_64_char_namespace_is_valid(client: Any, new_tenant: Any) -> None:
 )
 @pytest.mark.parametrize("method", ["POST", "GET"])
 def test_invalid_namespaces_are_400_and_touch_nothing(
-    client: Any, rclient: Any, new_tenant: Any, namespace: str, method: str
+    client: Any, rclient: Any, new_tenant: NewTenant, namespace: str, method: str
 ) -> None:
     tenant, key = new_tenant()
     for prefix in (MISC, TECH):
@@ -96,7 +99,7 @@ def test_invalid_namespaces_are_400_and_touch_nothing(
 
 
 def test_missing_unknown_and_revoked_keys_are_401(
-    settings: Any, store: CounterStore, pg_dsn: str, new_tenant: Any
+    settings: Any, store: CounterStore, pg_dsn: str, new_tenant: NewTenant
 ) -> None:
     tenant, key = new_tenant()
     client = falcon.testing.TestClient(create_app(replace(settings, auth_cache_ttl=0), store=store))
@@ -109,7 +112,7 @@ def test_missing_unknown_and_revoked_keys_are_401(
 
 
 def test_revocation_takes_effect_after_the_cache_ttl(
-    settings: Any, store: CounterStore, pg_dsn: str, new_tenant: Any
+    settings: Any, store: CounterStore, pg_dsn: str, new_tenant: NewTenant
 ) -> None:
     tenant, key = new_tenant()
     client = falcon.testing.TestClient(
@@ -121,20 +124,22 @@ def test_revocation_takes_effect_after_the_cache_ttl(
     assert client.simulate_post(MISC + "x", headers=hdr(key)).status_code == 200
 
 
-def test_unauthorized_requests_touch_nothing(client: Any, rclient: Any, new_tenant: Any) -> None:
+def test_unauthorized_requests_touch_nothing(
+    client: Any, rclient: Any, new_tenant: NewTenant
+) -> None:
     tenant, _ = new_tenant()
     client.simulate_post(MISC + "x", headers=hdr("wrong"))
     assert redis_fields_of_tenant(rclient, tenant) == []
 
 
-def test_unknown_routes_are_404(client: Any, new_tenant: Any) -> None:
+def test_unknown_routes_are_404(client: Any, new_tenant: NewTenant) -> None:
     _, key = new_tenant()
     for path in ("/", "/v1/misc/counters/x", "/v2/misc/counter/x", "/v1/misc/counter"):
         assert_error(client.simulate_get(path, headers=hdr(key)), 404, "not_found")
 
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
-def test_other_methods_are_405_with_allow(client: Any, new_tenant: Any, method: str) -> None:
+def test_other_methods_are_405_with_allow(client: Any, new_tenant: NewTenant, method: str) -> None:
     _, key = new_tenant()
     resp = client.simulate_request(method, MISC + "x", headers=hdr(key))
     assert_error(resp, 405, "method_not_allowed")
@@ -142,7 +147,9 @@ def test_other_methods_are_405_with_allow(client: Any, new_tenant: Any, method: 
     assert {"GET", "POST"} <= allowed
 
 
-def test_a_body_over_the_limit_is_413_and_counts_nothing(client: Any, new_tenant: Any) -> None:
+def test_a_body_over_the_limit_is_413_and_counts_nothing(
+    client: Any, new_tenant: NewTenant
+) -> None:
     _, key = new_tenant()
     resp = client.simulate_post(MISC + "big", headers=hdr(key), body=b"x" * 5000)
     assert_error(resp, 413, "payload_too_large")
@@ -151,13 +158,13 @@ def test_a_body_over_the_limit_is_413_and_counts_nothing(client: Any, new_tenant
     assert small.json["data"]["value"] == 1
 
 
-def test_redis_down_is_503(settings: Any, pg_dsn: str, new_tenant: Any) -> None:
+def test_redis_down_is_503(settings: Any, pg_dsn: str, new_tenant: NewTenant) -> None:
     from dataclasses import replace as r
 
-    from service.redis_access import open_access
+    from service.api.redis_access import open_access
 
     dead = r(settings, redis_nodes=(), redis_url="redis://127.0.0.1:1/0", redis_timeout=0.5)
-    store = CounterStore(lambda: open_access(dead), Database(pg_dsn), dead.buckets)
+    store = CounterStore(lambda: open_access(dead), Database(pg_dsn, max_size=2), dead.buckets)
     client = falcon.testing.TestClient(create_app(dead, store=store))
     _, key = new_tenant()
     assert_error(client.simulate_post(MISC + "x", headers=hdr(key)), 503, "unavailable")
@@ -168,10 +175,12 @@ def test_redis_down_is_503(settings: Any, pg_dsn: str, new_tenant: Any) -> None:
 
 
 def test_postgres_down_is_503(settings: Any) -> None:
-    from service.redis_access import open_access
+    from service.api.redis_access import open_access
 
     dead = replace(settings, pg_dsn="postgresql://postgres@127.0.0.1:1/counter")
-    store = CounterStore(lambda: open_access(dead), Database(dead.pg_dsn, timeout=1), dead.buckets)
+    store = CounterStore(
+        lambda: open_access(dead), Database(dead.pg_dsn, max_size=2, timeout=1), dead.buckets
+    )
     client = falcon.testing.TestClient(create_app(dead, store=store))
     assert_error(client.simulate_post(MISC + "x", headers=hdr("ck_any")), 503, "unavailable")
     ready = client.simulate_get("/readyz")
@@ -180,7 +189,7 @@ def test_postgres_down_is_503(settings: Any) -> None:
 
 
 def test_unexpected_errors_are_500_without_details(
-    settings: Any, store: CounterStore, new_tenant: Any
+    settings: Any, store: CounterStore, new_tenant: NewTenant
 ) -> None:
     class Exploding(CounterStore):
         def increment(self, tenant: str, namespace: str) -> int:
@@ -194,7 +203,7 @@ def test_unexpected_errors_are_500_without_details(
     assert "secret" not in resp.text and "Traceback" not in resp.text
 
 
-def test_ready_and_metrics(client: Any, new_tenant: Any) -> None:
+def test_ready_and_metrics(client: Any, new_tenant: NewTenant) -> None:
     _, key = new_tenant()
     client.simulate_post(MISC + "m", headers=hdr(key))
     ready = client.simulate_get("/readyz")

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import redis
 
 from service import keys
 from service.settings import Settings
-from tests.conftest import make_store
+from tests.builders import NewTenant, make_store
 
 
 def test_counters_spread_over_all_three_masters(
-    cluster_settings: Settings, new_tenant: Any
+    cluster_settings: Settings, new_tenant: NewTenant
 ) -> None:
     store = make_store(cluster_settings)
     tenant, _ = new_tenant()
@@ -20,12 +18,12 @@ def test_counters_spread_over_all_three_masters(
         store.increment(tenant, f"ns-{i}")
     owners = set()
     for host, port in cluster_settings.redis_nodes:
-        node = redis.Redis(host=host, port=port)
+        node = redis.Redis(host=host, port=port, decode_responses=True)
         assert node.info("replication")["role"] == "master"
         mine = [
             k
             for k in node.scan_iter(match="c:*:v", count=1000)
-            if any(f.decode().startswith(tenant + "/") for f in node.hkeys(k))
+            if any(keys.split_member(str(f))[0] == tenant for f in node.hkeys(k))
         ]
         if mine:
             owners.add(port)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from service.store import CounterStore
+from service.api.store import CounterStore
+from tests.builders import NewTenant
 
 THREADS, PER_THREAD = 16, 100
 
 
 def test_16_threads_x_100_increments_return_each_value_exactly_once(
-    client: Any, new_tenant: Any
+    client: Any, new_tenant: NewTenant
 ) -> None:
     _, key = new_tenant()
     headers = {"requiems-api-key": key}
@@ -32,7 +33,9 @@ def test_16_threads_x_100_increments_return_each_value_exactly_once(
     assert final == start + THREADS * PER_THREAD
 
 
-def test_concurrent_first_increments_hydrate_once(store: CounterStore, new_tenant: Any) -> None:
+def test_concurrent_first_increments_hydrate_once(
+    store: CounterStore, new_tenant: NewTenant
+) -> None:
     """Many threads racing on a brand-new counter: the seed is applied once, no value lost."""
     tenant, _ = new_tenant()
     with ThreadPoolExecutor(THREADS) as pool:

@@ -13,102 +13,24 @@ from typing import Any
 
 import psycopg
 import pytest
-from prometheus_client import REGISTRY
 
 from service import keys
-from service.flush_pass import Flusher
-from service.flush_pg import LOCK_CLASS
-from service.flush_plan import partition_ranges
+from service.flusher.flusher import Flusher
+from service.flusher.pg_side import LOCK_CLASS
+from service.flusher.plan import partition_ranges
 from service.redis_conn import connect
-from service.scripts import lua_source
 from service.settings import Settings
-from tests.conftest import backend_settings, make_store
-
-State = tuple[int, int]  # (epoch, value)
-
-
-# -- shared helpers ----------------------------------------------------------------------
-
-
-def node_for(r: Any, key: str) -> Any:
-    """The redis-py client of the node holding ``key`` (``r`` itself for one node)."""
-    if hasattr(r, "get_node_from_key"):
-        return r.get_redis_connection(r.get_node_from_key(key))
-    return r
-
-
-def per_node(r: Any, n_buckets: int, tenant: str, namespaces: list[str]) -> dict[Any, list[str]]:
-    groups: dict[Any, list[str]] = {}
-    for ns in namespaces:
-        key = keys.bucket_keys(keys.bucket_of(tenant, ns, n_buckets)).values
-        groups.setdefault(node_for(r, key), []).append(ns)
-    return groups
-
-
-def increment(r: Any, n_buckets: int, tenant: str, counts: dict[str, int]) -> None:
-    """Run incr.lua ``counts[ns]`` times per counter, pipelined per node. The tenant is new
-    (no PostgreSQL rows), so the seed "0" is what hydration would have given."""
-    src, now = lua_source("incr"), int(time.time() * 1000)
-    for node, names in per_node(r, n_buckets, tenant, list(counts)).items():
-        sha = node.script_load(src)
-        pipe = node.pipeline(transaction=False)
-        for ns in names:
-            k = keys.bucket_keys(keys.bucket_of(tenant, ns, n_buckets))
-            for _ in range(counts[ns]):
-                pipe.evalsha(sha, 3, k.values, k.dirty, k.epochs, f"{tenant}/{ns}", now, "0", 0)
-        pipe.execute()
-
-
-def redis_states(r: Any, n_buckets: int, tenant: str, namespaces: list[str]) -> dict[str, State]:
-    """(epoch, value) in Redis of each counter that exists there."""
-    out: dict[str, State] = {}
-    for node, names in per_node(r, n_buckets, tenant, namespaces).items():
-        pipe = node.pipeline(transaction=False)
-        for ns in names:
-            k = keys.bucket_keys(keys.bucket_of(tenant, ns, n_buckets))
-            pipe.hget(k.values, f"{tenant}/{ns}").hget(k.epochs, f"{tenant}/{ns}")
-        res = pipe.execute()
-        for i, ns in enumerate(names):
-            if res[2 * i] is not None:
-                out[ns] = (int(res[2 * i + 1] or 0), int(res[2 * i]))
-    return out
-
-
-def dirty_names(r: Any, n_buckets: int, tenant: str, namespaces: list[str]) -> set[str]:
-    found = set()
-    for node, names in per_node(r, n_buckets, tenant, namespaces).items():
-        pipe = node.pipeline(transaction=False)
-        for ns in names:
-            dirty = keys.bucket_keys(keys.bucket_of(tenant, ns, n_buckets)).dirty
-            pipe.zscore(dirty, f"{tenant}/{ns}")
-        found |= {ns for ns, score in zip(names, pipe.execute(), strict=True) if score is not None}
-    return found
-
-
-def pg_states(dsn: str, tenant: str) -> dict[str, State]:
-    with psycopg.connect(dsn) as conn:
-        rows = conn.execute(
-            "SELECT namespace, epoch, value FROM counters WHERE tenant = %s", (tenant,)
-        ).fetchall()
-    return {ns: (epoch, value) for ns, epoch, value in rows}
-
-
-def metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def flush(settings: Settings, **kwargs: Any) -> Any:
-    """One pass by a fresh flusher, as a separate process or ``counterctl flush --once`` would."""
-    f = Flusher(settings, **kwargs)
-    try:
-        return f.flush_all(wait=True)
-    finally:
-        f.close()
-
-
-class Crash(Exception):
-    """Raised by a fault hook: the flusher dies at that step."""
-
+from tests.builders import NewTenant, backend_settings, make_store
+from tests.flush_helpers import (
+    Crash,
+    dirty_names,
+    flush,
+    increment,
+    metric,
+    pg_states,
+    redis_states,
+    same_bucket_names,
+)
 
 # -- fixtures -------------------------------------------------------------------------------
 
@@ -124,7 +46,7 @@ def flusher(backend: Settings) -> Iterator[Flusher]:
 
 
 def test_10000_counters_over_all_partitions_land_in_postgres_exactly(
-    backend: Settings, r: Any, flusher: Flusher, pg_dsn: str, new_tenant: Any
+    backend: Settings, r: Any, flusher: Flusher, pg_dsn: str, new_tenant: NewTenant
 ) -> None:
     tenant, _ = new_tenant()
     counts = {f"c{i}": 1 + (i % 7 == 0) * (i % 5) for i in range(10_000)}
@@ -152,7 +74,7 @@ def test_10000_counters_over_all_partitions_land_in_postgres_exactly(
 
 @pytest.mark.parametrize("step", ["snapshot", "copy", "commit", "clear"])
 def test_a_crash_at_any_step_then_a_normal_flush_leaves_exact_values(
-    backend: Settings, r: Any, pg_dsn: str, new_tenant: Any, step: str
+    backend: Settings, r: Any, pg_dsn: str, new_tenant: NewTenant, step: str
 ) -> None:
     tenant, _ = new_tenant()
     names = [f"n{i}" for i in range(300)]
@@ -181,7 +103,7 @@ def test_a_crash_at_any_step_then_a_normal_flush_leaves_exact_values(
 
 
 def test_two_flushers_at_once_do_not_deadlock_and_agree(
-    backend: Settings, r: Any, pg_dsn: str, new_tenant: Any
+    backend: Settings, r: Any, pg_dsn: str, new_tenant: NewTenant
 ) -> None:
     tenant, _ = new_tenant()
     names = [f"x{i}" for i in range(400)]
@@ -219,7 +141,7 @@ def test_two_flushers_at_once_do_not_deadlock_and_agree(
 
 
 def test_a_partition_owned_by_another_flusher_is_left_to_it(
-    backend: Settings, r: Any, flusher: Flusher, pg_dsn: str, new_tenant: Any
+    backend: Settings, r: Any, flusher: Flusher, pg_dsn: str, new_tenant: NewTenant
 ) -> None:
     tenant, _ = new_tenant()
     names = [f"o{i}" for i in range(200)]
@@ -237,7 +159,7 @@ def test_a_partition_owned_by_another_flusher_is_left_to_it(
 
 
 def test_a_counter_deleted_from_redis_after_a_flush_continues_from_postgres(
-    backend: Settings, r: Any, flusher: Flusher, pg_dsn: str, new_tenant: Any
+    backend: Settings, r: Any, flusher: Flusher, pg_dsn: str, new_tenant: NewTenant
 ) -> None:
     tenant, _ = new_tenant()
     increment(r, backend.buckets, tenant, {"gone": 7, "half-gone": 3})
@@ -266,7 +188,7 @@ def test_redis_lowered_below_postgres_is_raised_back_counted_and_logged(
     r: Any,
     flusher: Flusher,
     pg_dsn: str,
-    new_tenant: Any,
+    new_tenant: NewTenant,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     tenant, _ = new_tenant()
@@ -301,7 +223,7 @@ def test_redis_lowered_below_postgres_is_raised_back_counted_and_logged(
 
 
 def test_a_newer_epoch_replaces_a_larger_value_and_an_older_one_never_does(
-    backend: Settings, r: Any, flusher: Flusher, pg_dsn: str, new_tenant: Any
+    backend: Settings, r: Any, flusher: Flusher, pg_dsn: str, new_tenant: NewTenant
 ) -> None:
     tenant, _ = new_tenant()
     increment(r, backend.buckets, tenant, {"reset": 50})
@@ -321,18 +243,8 @@ def test_a_newer_epoch_replaces_a_larger_value_and_an_older_one_never_does(
     assert redis_states(r, backend.buckets, tenant, ["reset"]) == {"reset": (1, 2)}  # repaired
 
 
-def same_bucket_names(tenant: str, n_buckets: int, count: int) -> list[str]:
-    by_bucket: dict[int, list[str]] = {}
-    for i in range(200_000):
-        names = by_bucket.setdefault(keys.bucket_of(tenant, f"s{i}", n_buckets), [])
-        names.append(f"s{i}")
-        if len(names) == count:
-            return names
-    raise AssertionError("no bucket filled")
-
-
 def test_hot_counters_do_not_starve_the_rest_of_their_bucket(
-    request: pytest.FixtureRequest, pg_dsn: str, new_tenant: Any
+    request: pytest.FixtureRequest, pg_dsn: str, new_tenant: NewTenant
 ) -> None:
     small = backend_settings(request, "single", pg_dsn, flush_batch=2)
     tenant, _ = new_tenant()
@@ -356,7 +268,7 @@ def test_hot_counters_do_not_starve_the_rest_of_their_bucket(
 
 
 def test_a_counter_changed_during_a_flush_keeps_its_mark_until_its_new_value_is_flushed(
-    backend: Settings, r: Any, pg_dsn: str, new_tenant: Any
+    backend: Settings, r: Any, pg_dsn: str, new_tenant: NewTenant
 ) -> None:
     tenant, _ = new_tenant()
     increment(r, backend.buckets, tenant, {"busy": 3, "calm": 3})
@@ -378,12 +290,12 @@ def test_a_counter_changed_during_a_flush_keeps_its_mark_until_its_new_value_is_
 
 
 def test_flush_lag_is_the_oldest_unflushed_mark_and_stays_true_for_a_busy_counter(
-    backend: Settings, r: Any, new_tenant: Any
+    backend: Settings, r: Any, new_tenant: NewTenant
 ) -> None:
     tenant, _ = new_tenant()
     increment(r, backend.buckets, tenant, {"busy": 1})
     k = keys.bucket_keys(keys.bucket_of(tenant, "busy", backend.buckets))
-    member = f"{tenant}/busy"
+    member = keys.member(tenant, "busy")
     r.zadd(k.dirty, {member: int(time.time() * 1000) - 3_600_000}, xx=True)  # dirty for 1 h
 
     def busy(step: str) -> None:  # the counter changes during every flush of it

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from devstack import free_port
-from service.flush_backoff import Backoff
-from service.flush_pass import Flusher
-from service.flusher import run
+from service.flusher.backoff import Backoff
+from service.flusher.flusher import Flusher
+from service.flusher.loop import run
 from service.redis_conn import connect
 from service.settings import Settings
-from tests.conftest import make_store
-from tests.integration.test_flush import (
+from tests.builders import NewTenant, make_store
+from tests.flush_helpers import (
     increment,
     metric,
     pg_states,
@@ -42,7 +42,7 @@ def messages(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
 def test_postgres_restarted_during_increments_postgres_catches_up_exactly(
     backend: Settings,
     pg_servers: tuple[str, Any],
-    new_tenant: Any,
+    new_tenant: NewTenant,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     dsn, server = pg_servers
@@ -112,7 +112,7 @@ def pg_states_safe(dsn: str, tenant: str) -> dict[str, tuple[int, int]] | None:
 
 
 def test_with_redis_down_the_flusher_waits_retries_and_then_drains(
-    backend: Settings, pg_dsn: str, new_tenant: Any, caplog: pytest.LogCaptureFixture
+    backend: Settings, pg_dsn: str, new_tenant: NewTenant, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="counter.flusher")
     tenant, _ = new_tenant()
@@ -152,7 +152,7 @@ def test_with_redis_down_the_flusher_waits_retries_and_then_drains(
 
 
 def test_stopping_the_loop_drains_with_one_final_pass(
-    backend: Settings, pg_dsn: str, new_tenant: Any
+    backend: Settings, pg_dsn: str, new_tenant: NewTenant
 ) -> None:
     tenant, _ = new_tenant()
     r = connect(backend)

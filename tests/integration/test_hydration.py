@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from service import keys
-from service.store import CounterStore
+from service.api.store import CounterStore
+from tests.builders import NewTenant
 from tests.helpers import forget_in_redis, write_pg_row
 
 
 def test_increment_after_redis_loss_continues_from_postgres(
-    store: CounterStore, rclient: Any, pg_dsn: str, new_tenant: Any
+    store: CounterStore, rclient: Any, pg_dsn: str, new_tenant: NewTenant
 ) -> None:
     tenant, _ = new_tenant()
     for _ in range(5):
@@ -22,13 +23,13 @@ def test_increment_after_redis_loss_continues_from_postgres(
     assert store.increment(tenant, "views") == 7
 
 
-def test_a_counter_without_a_row_starts_at_one(store: CounterStore, new_tenant: Any) -> None:
+def test_a_counter_without_a_row_starts_at_one(store: CounterStore, new_tenant: NewTenant) -> None:
     tenant, _ = new_tenant()
     assert store.increment(tenant, "brand-new") == 1
 
 
 def test_increment_marks_the_counter_dirty_in_its_bucket(
-    store: CounterStore, rclient: Any, new_tenant: Any
+    store: CounterStore, rclient: Any, new_tenant: NewTenant
 ) -> None:
     tenant, _ = new_tenant()
     store.increment(tenant, "d")

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from service.lean_redis import LeanRedis
-from service.resp import ConnectionLost, pack
+from service.fastpath.lean_redis import LeanRedis
+from service.fastpath.resp import ConnectionLost, pack
 from service.settings import Settings
 
 SLOT = 0

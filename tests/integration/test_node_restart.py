@@ -9,35 +9,23 @@ the other nodes lose nothing; the hot-path client reconnects by itself.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from redis.crc import key_slot
 
 from devstack import RedisCluster
 from service import keys
-from service.errors import Unavailable
-from service.flush_pass import Flusher
+from service.errors import OutcomeUnknown
+from service.flusher.flusher import Flusher
 from service.settings import Settings, _parse_nodes
-from tests.conftest import make_store
+from tests.builders import NewTenant, make_store
+from tests.helpers import owner_index
 
 N = 60
 
 
-def _owner_index(cluster: RedisCluster, settings: Settings, tenant: str, ns: str) -> int:
-    """Index in ``cluster.nodes`` of the master that holds the counter (asked of the cluster)."""
-    import redis
-
-    slot = key_slot(keys.bucket_keys(keys.bucket_of(tenant, ns, settings.buckets)).values.encode())
-    host, port = cluster.nodes[0]
-    for start, end, master, *_ in redis.Redis(host=host, port=port).cluster("SLOTS"):
-        if start <= slot <= end:
-            return cluster.nodes.index((master[0].decode(), int(master[1])))
-    raise AssertionError(f"slot {slot} unowned")
-
-
 def test_a_restarted_empty_master_loses_only_unflushed_increments(
-    tmp_path: Path, pg_dsn: str, new_tenant: Any
+    tmp_path: Path, pg_dsn: str, new_tenant: NewTenant
 ) -> None:
     cluster = RedisCluster(tmp_path / "cluster", masters=3)
     try:
@@ -53,7 +41,7 @@ def test_a_restarted_empty_master_loses_only_unflushed_increments(
         for ns in names:
             assert store.increment(tenant, ns) == 4  # acknowledged, not flushed
 
-        lost = {ns for ns in names if _owner_index(cluster, settings, tenant, ns) == 0}
+        lost = {ns for ns in names if owner_index(cluster, settings, tenant, ns) == 0}
         assert 0 < len(lost) < N
         cluster.kill_node(0)
         cluster.restart_node(0)  # same port and cluster config: back as master, empty
@@ -62,7 +50,7 @@ def test_a_restarted_empty_master_loses_only_unflushed_increments(
         for ns in names:
             try:
                 values[ns] = store.increment(tenant, ns)
-            except Unavailable:  # the old connection to the restarted node, once
+            except OutcomeUnknown:  # the old connection to the restarted node, once
                 unavailable += 1
                 values[ns] = store.increment(tenant, ns)
         assert unavailable <= 1
@@ -77,7 +65,7 @@ def test_a_restarted_empty_master_loses_only_unflushed_increments(
 
 
 def test_after_a_master_dies_and_its_slot_moves_the_next_call_finds_the_new_owner(
-    tmp_path: Path, pg_dsn: str, new_tenant: Any
+    tmp_path: Path, pg_dsn: str, new_tenant: NewTenant
 ) -> None:
     """As after a failover: the old address refuses connections, the cluster names another
     master for the slot. One request fails with 503 (never re-sent); the next one succeeds."""
@@ -89,7 +77,7 @@ def test_after_a_master_dies_and_its_slot_moves_the_next_call_finds_the_new_owne
         store = make_store(settings)
         tenant, _ = new_tenant()
         ns = next(
-            f"n{i}" for i in range(100) if _owner_index(cluster, settings, tenant, f"n{i}") == 0
+            f"n{i}" for i in range(100) if owner_index(cluster, settings, tenant, f"n{i}") == 0
         )
         assert store.increment(tenant, ns) == 1
         Flusher(settings).flush_all(wait=True)
@@ -103,7 +91,7 @@ def test_after_a_master_dies_and_its_slot_moves_the_next_call_finds_the_new_owne
         for node in survivors:
             node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", new_owner)
 
-        with pytest.raises(Unavailable):
+        with pytest.raises(OutcomeUnknown):
             store.increment(tenant, ns)  # the dead address: outcome unknown, not re-sent
         assert store.increment(tenant, ns) == 2  # new owner, hydrated from PostgreSQL's 1
         store.close()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
 
 import redis
+from redis.crc import key_slot
 
 from service import keys
 from service.settings import Settings
-from tests.conftest import make_store
+from tests.builders import NewTenant, make_store
 
 
 def _node(addr: tuple[str, int]) -> redis.Redis:
@@ -44,7 +44,7 @@ def _finish_migration(settings: Settings, slot: int, dst_id: bytes) -> None:
 
 
 def test_increments_follow_a_slot_to_its_new_master(
-    cluster_settings: Settings, new_tenant: Any
+    cluster_settings: Settings, new_tenant: NewTenant
 ) -> None:
     # The lean client only: redis-py's own TRYAGAIN budget (~0.2 s) is its business.
     settings = replace(cluster_settings, redis_client="lean")
@@ -52,7 +52,8 @@ def test_increments_follow_a_slot_to_its_new_master(
     tenant, _ = new_tenant()
     for _ in range(10):
         store.increment(tenant, "moving")
-    slot = store._slots[keys.bucket_of(tenant, "moving", store.n_buckets)]
+    bucket = keys.bucket_of(tenant, "moving", store.n_buckets)
+    slot = key_slot(keys.bucket_keys(bucket).values.encode())
     src_addr = _owner(settings, slot)
     dst_addr = next(a for a in settings.redis_nodes if a != src_addr)
     src, dst = _node(src_addr), _node(dst_addr)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.builders import NewTenant
 
-def test_tenants_are_isolated_both_ways(client: Any, new_tenant: Any) -> None:
+
+def test_tenants_are_isolated_both_ways(client: Any, new_tenant: NewTenant) -> None:
     _, key_a = new_tenant("a")
     _, key_b = new_tenant("b")
     path = "/v1/misc/counter/page-views"
@@ -20,7 +22,7 @@ def test_tenants_are_isolated_both_ways(client: Any, new_tenant: Any) -> None:
 
 
 def test_two_keys_of_one_tenant_share_its_counters(
-    client: Any, pg_dsn: str, new_tenant: Any
+    client: Any, pg_dsn: str, new_tenant: NewTenant
 ) -> None:
     from service.apikeys import create_key
 

@@ -12,7 +12,7 @@ from service.apikeys import create_key
 from service.migrate import migrate
 from service.settings import Settings
 from tests.backends import docker_available
-from tests.conftest import make_store
+from tests.builders import make_store
 
 available, why = docker_available()
 pytestmark = pytest.mark.skipif(not available, reason=f"testcontainers: {why}")

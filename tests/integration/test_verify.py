@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from service import cli, keys
+from service import keys
+from service.ops import cli
 from service.settings import Settings
-from tests.conftest import backend_settings
-from tests.integration.test_flush import (
+from tests.builders import NewTenant, backend_settings
+from tests.flush_helpers import (
     dirty_names,
     flush,
     increment,
@@ -49,7 +50,11 @@ def summary(lines: list[str]) -> tuple[int, int, int]:
 
 
 def test_flush_once_prints_rows_written_and_verify_then_finds_no_difference(
-    backend: Settings, r: Any, pg_dsn: str, new_tenant: Any, capsys: pytest.CaptureFixture[str]
+    backend: Settings,
+    r: Any,
+    pg_dsn: str,
+    new_tenant: NewTenant,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     tenant, _ = new_tenant()
     names = [f"v{i}" for i in range(60)]
@@ -69,7 +74,7 @@ def test_flush_once_prints_rows_written_and_verify_then_finds_no_difference(
 
 
 def test_postgres_ahead_of_redis_fails_verify_until_repaired(
-    backend: Settings, r: Any, new_tenant: Any, capsys: pytest.CaptureFixture[str]
+    backend: Settings, r: Any, new_tenant: NewTenant, capsys: pytest.CaptureFixture[str]
 ) -> None:
     tenant, _ = new_tenant()
     increment(r, backend.buckets, tenant, {"a": 9, "b": 2})
@@ -88,7 +93,11 @@ def test_postgres_ahead_of_redis_fails_verify_until_repaired(
 
 
 def test_a_lost_dirty_mark_fails_verify_and_repair_gets_the_value_flushed(
-    backend: Settings, r: Any, pg_dsn: str, new_tenant: Any, capsys: pytest.CaptureFixture[str]
+    backend: Settings,
+    r: Any,
+    pg_dsn: str,
+    new_tenant: NewTenant,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     tenant, _ = new_tenant()
     increment(r, backend.buckets, tenant, {"m": 5})
@@ -107,7 +116,7 @@ def test_a_lost_dirty_mark_fails_verify_and_repair_gets_the_value_flushed(
 
 
 def test_verify_of_a_sample_and_of_everything(
-    backend: Settings, r: Any, new_tenant: Any, capsys: pytest.CaptureFixture[str]
+    backend: Settings, r: Any, new_tenant: NewTenant, capsys: pytest.CaptureFixture[str]
 ) -> None:
     tenant, _ = new_tenant()
     increment(r, backend.buckets, tenant, {f"s{i}": 1 for i in range(40)})

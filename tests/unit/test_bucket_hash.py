@@ -1,5 +1,6 @@
 """The bucket hash is part of the storage format: it must never change."""
 
+import pytest
 import xxhash
 
 from service.keys import bucket_keys, bucket_of, member, split_member
@@ -33,3 +34,21 @@ def test_the_hot_paths_member_hash_is_the_same_bucket() -> None:
     from service.keys import bucket_of_member
 
     assert bucket_of_member(member("acme", "page-views"), 4096) == 2961
+
+
+def test_each_script_takes_the_bucket_keys_in_the_order_its_header_names() -> None:
+    from service import scripts
+
+    k = bucket_keys(7)
+    assert scripts.INCR.keys(k) == (k.values, k.dirty, k.epochs)
+    assert scripts.SNAPSHOT.keys(k) == (k.dirty, k.values, k.epochs)
+    assert scripts.CLEAR_DIRTY.keys(k) == (k.dirty, k.values, k.epochs)
+    assert scripts.RAISE_TO.keys(k) == (k.values, k.epochs, k.dirty)
+
+
+def test_a_script_header_without_bucket_keys_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from service import scripts
+
+    monkeypatch.setattr(scripts, "lua_source", lambda name: "-- KEYS[1] = some key\nreturn 1")
+    with pytest.raises(ValueError, match="header"):
+        scripts.Script.load("broken")

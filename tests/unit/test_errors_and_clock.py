@@ -6,8 +6,8 @@ from datetime import UTC
 
 import orjson
 
-from service.clock import utc_timestamp
-from service.errors import error_body
+from service.api.clock import utc_timestamp
+from service.api.errors import error_body
 
 
 def test_error_body_has_code_message_and_timestamp() -> None:

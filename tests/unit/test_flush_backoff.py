@@ -9,8 +9,8 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
 
-from service.flush_backoff import BackendStatus, Backoff
-from service.flush_pass import backend_of
+from service.flusher.backoff import BackendStatus, Backoff
+from service.flusher.flusher import backend_of
 
 
 def test_backoff_doubles_up_to_the_cap_and_resets() -> None:

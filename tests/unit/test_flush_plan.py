@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service import keys
-from service.flush_plan import BatchPlanner, Window, partition_ranges
+from service.flusher.plan import BatchPlanner, Window, partition_ranges
 from service.scripts import lua_source
 
 
@@ -71,7 +71,7 @@ def test_the_flusher_only_flushes_names_the_api_accepts() -> None:
 
 
 def test_the_oldest_mark_score_is_read_from_resp2_and_resp3_replies() -> None:
-    from service.flush_redis import _head_score
+    from service.flusher.redis_side import _head_score
 
     assert _head_score([b"t/x", b"1700000000123"]) == 1700000000123.0  # RESP2: flat
     assert _head_score([[b"t/x", 1700000000123.0]]) == 1700000000123.0  # RESP3: pairs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.verify import classify
+from service.ops.verify import classify
 
 
 @pytest.mark.parametrize(

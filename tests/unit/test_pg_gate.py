@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from service.pg_coop import CoopGate
+from service.fastpath.pg_coop import CoopGate
 from tests.greenloop import GreenLoop
 
 

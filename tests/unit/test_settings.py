@@ -17,6 +17,12 @@ def test_defaults_follow_the_design() -> None:
     assert (s.auth_cache_ttl, s.auth_outage_grace) == (10.0, 300.0)
 
 
+def test_from_env_and_the_dataclass_have_the_same_defaults() -> None:
+    # Each default is written once, on the dataclass: the two can never disagree.
+    built = Settings(pg_dsn=BASE["COUNTER_PG_DSN"], redis_url=BASE["COUNTER_REDIS_URL"])
+    assert Settings.from_env(BASE) == built
+
+
 def test_cluster_nodes_are_parsed() -> None:
     env = {"COUNTER_PG_DSN": "postgresql://u@h/db", "COUNTER_REDIS_NODES": "a:1, b:2,[::1]:3"}
     s = Settings.from_env(env)

@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from service import apikeys
-from service.flush_cli import flush_command, verify_command
 from service.logs import setup_logging
 from service.migrate import LayoutMismatch, migrate
+from service.ops.commands import flush_command, verify_command
 from service.settings import Settings, SettingsError
 
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import time
 
+from service.api.errors import Unauthorized
+from service.api.pg import Database
 from service.apikeys import hash_key
-from service.errors import Unauthorized, Unavailable
-from service.pg import Database
+from service.errors import BackendUnavailable
 
 HEADER = "REQUIEMS-API-KEY"
 MAX_ENTRIES = 100_000
@@ -28,7 +29,7 @@ INVALID = "Invalid or revoked API key"
 
 
 class Authenticator:
-    def __init__(self, db: Database, ttl: float, grace: float = 300.0) -> None:
+    def __init__(self, db: Database, ttl: float, grace: float) -> None:
         self.db = db
         self.ttl = ttl
         self.grace = grace
@@ -38,7 +39,7 @@ class Authenticator:
     def tenant_for(self, key: str | None) -> str:
         """The tenant owning ``key``; raises Unauthorized (401) otherwise.
 
-        Raises Unavailable (503) when the key must be looked up and PostgreSQL does
+        Raises BackendUnavailable (503) when the key must be looked up and PostgreSQL does
         not answer.
         """
         if not key:
@@ -48,7 +49,7 @@ class Authenticator:
         if hit is None or hit[1] <= now:
             try:
                 hit = (self.db.tenant_for_key_hash(hash_key(key)), now + self.ttl, now + self.grace)
-            except Unavailable:
+            except BackendUnavailable:
                 if hit is None or hit[2] <= now:
                     raise
                 hit = (hit[0], now + min(self.ttl, 1.0), hit[2])  # outage: keep it, ask again

@@ -5,12 +5,12 @@ from __future__ import annotations
 import falcon
 import orjson
 
-from service.auth import Authenticator
-from service.clock import utc_timestamp
-from service.errors import BadRequest
+from service.api.auth import Authenticator
+from service.api.clock import utc_timestamp
+from service.api.errors import BadRequest
+from service.api.metrics import BatchedCounter, render
+from service.api.store import CounterStore
 from service.keys import INVALID_NAMESPACE, is_valid_namespace
-from service.metrics import INCREMENTS, render
-from service.store import CounterStore
 
 KEY_ENV = "HTTP_REQUIEMS_API_KEY"  # WSGI name of the requiems-api-key header
 
@@ -18,10 +18,17 @@ KEY_ENV = "HTTP_REQUIEMS_API_KEY"  # WSGI name of the requiems-api-key header
 class CounterResource:
     """``/v1/{misc,technology}/counter/{namespace}``: POST increments, GET reads."""
 
-    def __init__(self, store: CounterStore, auth: Authenticator, max_body: int) -> None:
+    def __init__(
+        self,
+        store: CounterStore,
+        auth: Authenticator,
+        max_body: int,
+        increments: BatchedCounter,
+    ) -> None:
         self.store = store
         self.auth = auth
         self.max_body = max_body
+        self.increments = increments
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, namespace: str = "") -> None:
         tenant = self._admit(req, namespace)
@@ -30,7 +37,7 @@ class CounterResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response, namespace: str = "") -> None:
         tenant = self._admit(req, namespace)
         value = self.store.increment(tenant, namespace)
-        INCREMENTS.inc()
+        self.increments.inc()
         _ok(resp, namespace, value)
 
     def _admit(self, req: falcon.Request, namespace: str) -> str:

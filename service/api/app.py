@@ -1,45 +1,57 @@
-"""The composition root: ``create_app`` wires resources to a store passed in or built."""
+"""The composition root: ``create_app`` wires resources to a store passed in or built.
+
+Everything a worker needs is passed in from here, including meinheld's loop hooks
+(``service.wsgi`` finds them): no module keeps process-wide state of its own.
+"""
 
 from __future__ import annotations
 
 import falcon
 
-from service import errors
-from service.auth import Authenticator
-from service.logs import setup_logging
-from service.pg import Database
-from service.redis_access import open_access
-from service.resources import (
+from service.api import errors
+from service.api.auth import Authenticator
+from service.api.metrics import INCREMENTS, BatchedCounter
+from service.api.pg import Database
+from service.api.redis_access import open_access
+from service.api.resources import (
     CounterResource,
     HealthResource,
     MetricsResource,
     ReadyResource,
 )
+from service.api.store import CounterStore
+from service.fastpath.coop import LoopHooks
+from service.logs import setup_logging
 from service.settings import Settings
-from service.store import CounterStore
 
 COUNTER_PREFIXES = ("/v1/misc/counter", "/v1/technology/counter")
 
 
 def create_app(
-    settings: Settings, *, store: CounterStore | None = None
+    settings: Settings, *, store: CounterStore | None = None, hooks: LoopHooks | None = None
 ) -> falcon.App[falcon.Request, falcon.Response]:
-    """Build the WSGI app. Opens no sockets: clients connect on first use, after fork."""
+    """Build the WSGI app. Opens no sockets: clients connect on first use, after fork.
+
+    ``hooks``: the meinheld worker's loop, where Redis and PostgreSQL waits yield;
+    None (any other worker) blocks the thread instead.
+    """
     setup_logging(settings.log_level)
     if store is None:
         store = CounterStore(
-            lambda: open_access(settings),
+            lambda: open_access(settings, hooks),
             Database(
                 settings.pg_dsn,
                 max_size=settings.pg_pool_max,
                 connect_timeout=settings.pg_connect_timeout,
                 statement_timeout=settings.pg_statement_timeout,
+                hooks=hooks,
             ),
             settings.buckets,
         )
     auth = Authenticator(store.db, settings.auth_cache_ttl, settings.auth_outage_grace)
     app = falcon.App()
-    counters = CounterResource(store, auth, settings.max_body_bytes)
+    increments = BatchedCounter(INCREMENTS, hooks)
+    counters = CounterResource(store, auth, settings.max_body_bytes, increments)
     for prefix in COUNTER_PREFIXES:
         # {namespace:path} also captures '/', so "a/b" or "a%2Fb" reach validation
         # and get a 400 instead of falling through to a 404.

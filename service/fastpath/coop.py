@@ -14,7 +14,8 @@ voluntary context switches per request 0.66 -> 0.22. Waiting before the first
 full benchmark (``make bench``, best worker counts): 10,193 -> 12,245 req/s.
 
 The same hooks let the requests in flight to one node share one pipelined
-connection (``service.pipeline``): ``loop_hooks``.
+connection (``pipeline``). ``meinheld_hooks`` builds them; the composition root
+(``service.wsgi``) passes them to whatever waits in the loop.
 
 It needs meinheld built against the greenlet it runs with: the PyPI source
 reads greenlet's internals through a bundled 2013 header and crashes on
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from service.resp import WaitIO, WaitReadable
+from service.fastpath.resp import WaitIO, WaitReadable
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class LoopHooks:
     wait_io: WaitIO  # wait for fd readable/writable, or raise OSError after ~timeout
     call_later: Callable[[float, Callable[[], None]], None]  # run in the loop after ~seconds
     spawn: Callable[[Callable[[], None]], None]  # run in a greenlet of its own, in the loop
+    loop_thread: int = 0  # the thread running the loop
 
     def sleep(self, seconds: float) -> None:
         """Park the running request for about ``seconds`` (timers tick once a second)."""
@@ -57,18 +59,20 @@ class LoopHooks:
         self.call_later(seconds, lambda: self.wake(owner))
         self.park()
 
+    def in_request(self) -> bool:
+        """Running in a request's greenlet of the loop, where waits may yield."""
+        return threading.get_ident() == self.loop_thread and self.current() is not None
+
 
 log = logging.getLogger("counter.coop")
 SAFE_BUILD = "1.0.2+greenlet3.park.live"  # what deploy/build_meinheld.py installs
 
-_wait: WaitReadable | None = None
-_hooks: LoopHooks | None = None
-_loop_thread = 0  # the thread running meinheld's loop
 
+def meinheld_hooks() -> LoopHooks | None:
+    """The hooks of this meinheld worker's loop; None (logged) if the build is unsafe.
 
-def enable_meinheld() -> bool:
-    """Make Redis waits cooperative in this meinheld worker; False if the build is unsafe."""
-    global _wait, _hooks, _loop_thread
+    Call it in the worker's main thread, which runs the loop.
+    """
     try:
         build = version("meinheld")
     except PackageNotFoundError:
@@ -79,7 +83,7 @@ def enable_meinheld() -> bool:
             "Redis waits block the worker (slower, still correct)",
             build,
         )
-        return False
+        return None
     from meinheld import server
 
     trampoline = server.trampoline
@@ -102,8 +106,7 @@ def enable_meinheld() -> bool:
     def call_later(seconds: float, fn: Callable[[], None]) -> None:
         server.schedule_call(max(1, math.ceil(seconds)), fn)  # meinheld's timers tick per second
 
-    _wait = wait_readable
-    _hooks = LoopHooks(
+    return LoopHooks(
         wait_readable=wait_readable,
         current=server._current_client,
         park=server._park,
@@ -112,24 +115,5 @@ def enable_meinheld() -> bool:
         wait_io=wait_io,
         call_later=call_later,
         spawn=spawn,
-    )
-    _loop_thread = threading.get_ident()
-    return True
-
-
-def redis_wait() -> WaitReadable | None:
-    """The wait for Redis replies in this process, or None to block the thread."""
-    return _wait
-
-
-def loop_hooks() -> LoopHooks | None:
-    """The event loop's hooks for pipelined Redis calls, or None outside meinheld."""
-    return _hooks
-
-
-def in_request() -> bool:
-    """Running in a request's greenlet of the loop, where waits may yield."""
-    hooks = _hooks
-    return (
-        hooks is not None and threading.get_ident() == _loop_thread and hooks.current() is not None
+        loop_thread=threading.get_ident(),
     )

@@ -3,27 +3,72 @@
 PERF: every step talks to Redis in one pipeline per node (buckets grouped by the
 node that owns their slot), never one round trip per bucket. EVALSHA is sent
 directly in those plain per-node pipelines; a NOSCRIPT (a node restarted or a
-replica was promoted) loads the script on that node and re-runs the pipeline.
+replica was promoted) loads the scripts on that node and re-runs the pipeline.
 Re-running is safe because every command sent here is a read, or idempotent
 (clear a mark only if unchanged, raise only if lower).
+
+redis-py's cluster client does not pipeline EVALSHA per node by itself: the
+flusher asks it for each node's own client (``_node_of``, its one reach into
+redis-py's internals) and pipelines there.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
+import hiredis
+from redis import Redis
+from redis.client import Pipeline
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import NoScriptError
 
 from service import keys
-from service.flush_plan import Window
-from service.resp import pack
-from service.scripts import lua_source
+from service.flusher.plan import Window
+from service.scripts import CLEAR_DIRTY, RAISE_TO, SNAPSHOT, Script
 
-SCRIPTS = ("snapshot", "clear_dirty", "raise_to")
+SCRIPTS = (SNAPSHOT, CLEAR_DIRTY, RAISE_TO)
+Client = Redis | RedisCluster
+Reply = Any  # a decoded RESP reply: bytes, int, list, None, or an error value
+T = TypeVar("T")
+
+
+def pack(*parts: str | int | bytes) -> bytes:
+    """RESP encoding of one command, for the pre-packed scan (hiredis, in C)."""
+    packed: bytes = hiredis.pack_command(parts)  # type: ignore[arg-type]  # stub: 1-tuple
+    return packed
+
+
+# -- the reach into redis-py's internals, all of it ---------------------------------------
+
+
+def _node_of(client: Client, slot: int) -> Redis:
+    """The redis-py client of the master serving ``slot`` (``client`` itself for one node)."""
+    if isinstance(client, RedisCluster):
+        node = client.nodes_manager.get_node_from_slot(slot)
+        conn: Redis = client.get_redis_connection(node)
+        return conn
+    return client
+
+
+def _raw_replies(node: Redis, payload: bytes, replies: int) -> list[Reply]:
+    """Send pre-packed commands on one pooled connection of ``node``; read ``replies`` raw."""
+    pool = node.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command([payload])  # type: ignore[no-untyped-call]
+        return [conn.read_response(disable_decoding=True) for _ in range(replies)]
+    except BaseException:
+        conn.disconnect()  # type: ignore[no-untyped-call]  # unread replies would corrupt it
+        raise
+    finally:
+        pool.release(conn)
+
+
+# ------------------------------------------------------------------------------------------
 
 
 class Snapshot(NamedTuple):
@@ -40,13 +85,10 @@ class Snapshot(NamedTuple):
 class RedisSide:
     """Batched reads and conditional writes over many buckets of one client."""
 
-    def __init__(self, client: Any, n_buckets: int) -> None:
+    def __init__(self, client: Client, n_buckets: int) -> None:
         self.client = client
-        self.cluster = hasattr(client, "get_node_from_key")
         self.keys = [keys.bucket_keys(b) for b in range(n_buckets)]
-        self._src = {name: lua_source(name) for name in SCRIPTS}
-        self._sha = {n: hashlib.sha1(src.encode()).hexdigest() for n, src in self._src.items()}
-        self._slots = [client.keyslot(k.dirty) for k in self.keys] if self.cluster else []
+        self._slots = [key_slot(k.dirty.encode()) for k in self.keys]
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="flush-redis")
         self._zcard = [pack("ZCARD", k.dirty) for k in self.keys]
         self._head = [pack("ZRANGE", k.dirty, 0, 0, "WITHSCORES") for k in self.keys]
@@ -55,25 +97,22 @@ class RedisSide:
         self._pool.shutdown(wait=True)
         self.client.close()
 
-    def _node(self, bucket: int) -> Any:
-        if not self.cluster:
-            return self.client
-        node = self.client.nodes_manager.get_node_from_slot(self._slots[bucket])
-        return self.client.get_redis_connection(node)
+    def _node(self, bucket: int) -> Redis:
+        return _node_of(self.client, self._slots[bucket])
 
     def _each(
         self,
-        items: Sequence[Any],
-        bucket_of: Callable[[Any], int],
-        send: Callable[[Any, Any], None],
+        items: Sequence[T],
+        bucket_of: Callable[[T], int],
+        send: Callable[[Pipeline, T], object],
         per_item: int = 1,
-    ) -> list[Any]:
+    ) -> list[Reply]:
         """Run ``send(pipe, item)`` (``per_item`` commands) for every item in per-node
         pipelines; one result per item (a list when ``per_item`` > 1), in item order."""
-        groups: dict[Any, list[int]] = {}
+        groups: dict[Redis, list[int]] = {}
         for i, item in enumerate(items):
             groups.setdefault(self._node(bucket_of(item)), []).append(i)
-        results: list[Any] = [None] * len(items)
+        results: list[Reply] = [None] * len(items)
         jobs = [(node, idx, [items[i] for i in idx]) for node, idx in groups.items()]
         if len(jobs) > 1:  # PERF: the nodes work in parallel, not one after the other
             outs = list(self._pool.map(lambda j: self._run(j[0], j[2], send), jobs))
@@ -85,15 +124,17 @@ class RedisSide:
                 results[i] = chunk if per_item > 1 else chunk[0]
         return results
 
-    def _run(self, node: Any, todo: list[Any], send: Callable[[Any, Any], None]) -> list[Any]:
+    def _run(
+        self, node: Redis, todo: list[T], send: Callable[[Pipeline, T], object]
+    ) -> list[Reply]:
         for attempt in (1, 2):
             pipe = node.pipeline(transaction=False)
             for item in todo:
                 send(pipe, item)
-            out: list[Any] = pipe.execute(raise_on_error=False)
+            out: list[Reply] = pipe.execute(raise_on_error=False)
             if attempt == 1 and any(isinstance(r, NoScriptError) for r in out):
-                for src in self._src.values():
-                    node.script_load(src)
+                for script in SCRIPTS:
+                    node.script_load(script.source)
                 continue
             for r in out:
                 if isinstance(r, Exception):
@@ -101,8 +142,11 @@ class RedisSide:
             return out
         raise AssertionError("unreachable")
 
-    def _evalsha(self, pipe: Any, name: str, bucket_keys: Sequence[str], *args: Any) -> None:
-        pipe.evalsha(self._sha[name], len(bucket_keys), *bucket_keys, *args)
+    def _evalsha(
+        self, pipe: Pipeline, script: Script, bucket: int, *args: str | int | bytes
+    ) -> None:
+        script_keys = script.keys(self.keys[bucket])
+        pipe.evalsha(script.sha, len(script_keys), *script_keys, *args)
 
     def dirty_heads(self, buckets: Sequence[int]) -> tuple[dict[int, int], float | None]:
         """Dirty count per bucket, and the oldest first-dirty score (ms) among them."""
@@ -112,7 +156,7 @@ class RedisSide:
         oldest = min((_head_score(h) for h in heads if h), default=None)
         return {b: int(c) for b, c in zip(buckets, counts, strict=True) if c}, oldest
 
-    def _packed(self, buckets: Sequence[int], commands: list[bytes]) -> list[Any]:
+    def _packed(self, buckets: Sequence[int], commands: list[bytes]) -> list[Reply]:
         """Run the pre-packed ``commands[bucket]`` of every bucket, one write per node.
 
         PERF: the scan runs every pass over every bucket. Sent as one pre-packed
@@ -120,23 +164,14 @@ class RedisSide:
         17 ms of flusher CPU against 50 ms through redis-py pipelines, measured on a
         local 3-master cluster. Read-only, so a failure just fails the pass (retried).
         """
-        groups: dict[Any, list[int]] = {}
+        groups: dict[Redis, list[int]] = {}
         for i, b in enumerate(buckets):
             groups.setdefault(self._node(b), []).append(i)
 
-        def run(node: Any, idx: list[int]) -> list[Any]:
-            pool = node.connection_pool
-            conn = pool.get_connection()
-            try:
-                conn.send_packed_command([b"".join(commands[buckets[i]] for i in idx)])
-                return [conn.read_response(disable_decoding=True) for _ in idx]
-            except BaseException:
-                conn.disconnect()  # unread replies would corrupt the next user
-                raise
-            finally:
-                pool.release(conn)
+        def run(node: Redis, idx: list[int]) -> list[Reply]:
+            return _raw_replies(node, b"".join(commands[buckets[i]] for i in idx), len(idx))
 
-        out: list[Any] = [None] * len(buckets)
+        out: list[Reply] = [None] * len(buckets)
         for (_, idx), replies in zip(
             groups.items(), self._pool.map(lambda g: run(*g), groups.items()), strict=True
         ):
@@ -145,16 +180,8 @@ class RedisSide:
         return out
 
     def snapshot(self, windows: Sequence[Window]) -> list[Snapshot]:
-        def send(pipe: Any, w: Window) -> None:
-            k = self.keys[w.bucket]
-            self._evalsha(
-                pipe,
-                "snapshot",
-                (k.dirty, k.values, k.epochs),
-                w.start,
-                w.start + w.count - 1,
-                w.bucket,
-            )
+        def send(pipe: Pipeline, w: Window) -> None:
+            self._evalsha(pipe, SNAPSHOT, w.bucket, w.start, w.start + w.count - 1, w.bucket)
 
         at_ms = int(time.time() * 1000)
         raw = self._each(windows, lambda w: w.bucket, send)
@@ -166,9 +193,8 @@ class RedisSide:
     def clear(self, snaps: Sequence[Snapshot]) -> list[int]:
         """Marks removed per snapshot (only where the counter still has the flushed state)."""
 
-        def send(pipe: Any, s: Snapshot) -> None:
-            k = self.keys[s.bucket]
-            self._evalsha(pipe, "clear_dirty", (k.dirty, k.values, k.epochs), s.rows, s.at_ms)
+        def send(pipe: Pipeline, s: Snapshot) -> None:
+            self._evalsha(pipe, CLEAR_DIRTY, s.bucket, s.rows, s.at_ms)
 
         todo = [i for i, s in enumerate(snaps) if s.rows]
         cleared = [0] * len(snaps)
@@ -181,9 +207,8 @@ class RedisSide:
     def raise_to(self, rows: Sequence[tuple[int, str, int, int]]) -> list[int | None]:
         """Raise ``(bucket, member, epoch, value)`` where Redis is lower; old value or None."""
 
-        def send(pipe: Any, row: tuple[int, str, int, int]) -> None:
-            k = self.keys[row[0]]
-            self._evalsha(pipe, "raise_to", (k.values, k.epochs, k.dirty), *row[1:])
+        def send(pipe: Pipeline, row: tuple[int, str, int, int]) -> None:
+            self._evalsha(pipe, RAISE_TO, row[0], *row[1:])
 
         out = self._each(rows, lambda r: r[0], send)
         return [int(o[0]) if o[0] else None for o in out]
@@ -193,9 +218,11 @@ class RedisSide:
     ) -> list[tuple[dict[bytes, bytes], dict[bytes, bytes], set[bytes]]]:
         """Whole buckets, for verify: (values, epochs, dirty members) of each."""
 
-        def send(pipe: Any, b: int) -> None:
+        def send(pipe: Pipeline, b: int) -> None:
             k = self.keys[b]
-            pipe.hgetall(k.values).hgetall(k.epochs).zrange(k.dirty, 0, -1)
+            pipe.hgetall(k.values)
+            pipe.hgetall(k.epochs)
+            pipe.zrange(k.dirty, 0, -1)
 
         return [(v, e, set(d)) for v, e, d in self._each(buckets, int, send, per_item=3)]
 

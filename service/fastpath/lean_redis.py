@@ -2,20 +2,19 @@
 
 Works on one node or a Redis Cluster. It keeps the cluster's slot map (from
 ``CLUSTER SLOTS``), follows MOVED and ASK (the node refused, so re-sending is
-safe), reloads a script on NOSCRIPT (it did not run), and never re-sends after
+safe), and never re-sends after
 a lost connection or a timeout, whose outcome is unknown.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from service.coop import LoopHooks
-from service.pipeline import PipelinedNode
-from service.resp import ConnectionLost, NodeConnection, ReplyError, WaitReadable, pack
+from service.fastpath.coop import LoopHooks
+from service.fastpath.pipeline import PipelinedNode
+from service.fastpath.resp import ConnectionLost, NodeConnection, ReplyError, WaitReadable, pack
 
 Addr = tuple[str, int]
 N_SLOTS = 16384
@@ -214,23 +213,3 @@ class LeanRedis:
         for idle in self._idle.values():
             while idle:
                 idle.pop().close()
-
-
-class LeanScript:
-    """A Lua script run with EVALSHA, sent in full once per node that lacks it (NOSCRIPT)."""
-
-    def __init__(self, client: LeanRedis, source: str) -> None:
-        self.client = client
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-    def __call__(self, slot: int, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        packed = pack("EVALSHA", self.sha, len(keys), *keys, *args)
-        try:
-            return self.client.execute(slot, packed)
-        except CommandRefused as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-        # EVAL runs the script and caches it on whichever node the command lands on
-        # after redirections (SCRIPT LOAD by slot would miss an ASK target).
-        return self.client.execute(slot, pack("EVAL", self.source, len(keys), *keys, *args))

@@ -7,11 +7,14 @@ import sys
 import psycopg
 from redis.exceptions import RedisClusterException, RedisError
 
-from service.flush_pass import Flusher
-from service.flusher import serve_forever
+from service.flusher.flusher import Flusher
+from service.flusher.loop import serve_forever
+from service.flusher.pg_side import FlushDb
+from service.flusher.redis_side import RedisSide
 from service.migrate import check_layout
+from service.ops.verify import Finding, verify
+from service.redis_conn import connect
 from service.settings import Settings
-from service.verify import Finding, verify
 
 BACKEND_ERRORS = (psycopg.Error, RedisError, RedisClusterException)
 
@@ -54,22 +57,18 @@ def _line(f: Finding) -> str:
 
 def verify_command(settings: Settings, sample: int | None, repair: bool, tenant: str | None) -> int:
     """Print each difference and a summary; exit 1 while a difference is left unrepaired."""
-    flusher = Flusher(settings)  # its Redis side and PostgreSQL connection, nothing flushed
+    db, side = FlushDb(settings.pg_dsn), None
     try:
         check_layout(settings)
-        report = verify(
-            flusher.redis_side(),
-            flusher.db,
-            settings.buckets,
-            sample=sample,
-            repair=repair,
-            tenant=tenant,
-        )
+        side = RedisSide(connect(settings), settings.buckets)
+        report = verify(side, db, settings.buckets, sample=sample, repair=repair, tenant=tenant)
     except BACKEND_ERRORS as exc:
         print(f"counterctl: verify failed: {exc!r}", file=sys.stderr)
         return 2
     finally:
-        flusher.close()
+        db.close()
+        if side is not None:
+            side.close()
     for f in report.findings:
         print(_line(f))
     summary = (

@@ -12,7 +12,8 @@ held from the snapshot until the marks are cleared. A dead flusher's session, an
 so its locks, end with it. Flushers start at random partitions and skip held ones.
 
 ``fault(step)`` is called after each step ("snapshot", "copy" = before commit,
-"commit" = before repair and clearing, "clear"); tests raise there to crash.
+"commit" = before repair and clearing, "clear"); tests raise there to crash. All of
+them are in ``_flush_batch``, which reads as the protocol, step by step.
 """
 
 from __future__ import annotations
@@ -20,21 +21,20 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 from redis.exceptions import RedisClusterException, RedisError
 
-from service.flush_pg import FlushDb
-from service.flush_plan import BatchPlanner, partition_ranges
-from service.flush_redis import RedisSide, Snapshot
-from service.flusher_metrics import BATCH, CLEARED, LAG, ROWS
+from service.flusher.metrics import BATCH, CLEARED, LAG, ROWS
+from service.flusher.pg_side import FlushDb, Stored
+from service.flusher.plan import BatchPlanner, Window, partition_ranges
+from service.flusher.redis_side import Client, RedisSide
+from service.flusher.repair import raise_to_postgres
 from service.redis_conn import connect
-from service.repair import raise_to_postgres
 from service.settings import Settings
 
 log = logging.getLogger("counter.flusher")
@@ -67,7 +67,7 @@ class Flusher:
         self,
         settings: Settings,
         *,
-        redis_factory: Callable[[], Any] | None = None,
+        redis_factory: Callable[[], Client] | None = None,
         fault: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
@@ -129,32 +129,25 @@ class Flusher:
         return result
 
     def _partition(self, side: RedisSide, plan: BatchPlanner, result: PassResult) -> None:
-        # PERF: the marks of batch k are cleared (Redis) while batch k+1 is written
-        # (PostgreSQL). A batch that reads a bucket of the batch still being cleared
-        # waits for that clear first, so it never reads the marks of the last batch.
+        """Every batch of a partition, each clear beside the next batch's snapshot and write.
+
+        PERF: the marks of batch k are cleared (Redis) while batch k+1 is written
+        (PostgreSQL). A batch that reads a bucket of the batch still being cleared
+        waits for that clear first, so it never reads the marks of the last batch.
+        """
         clearing: Future[None] | None = None
         busy: set[int] = set()
         try:
             while windows := plan.next_batch():
-                if clearing is not None and busy & {w.bucket for w in windows}:
+                buckets = {w.bucket for w in windows}
+                if clearing is not None and busy & buckets:
                     clearing.result()
-                snaps = side.snapshot(windows)
-                self.fault("snapshot")
-                rows = b"".join(s.rows for s in snaps)
-                n_rows = rows.count(b"\n")
-                written, ahead = self.db.write(rows, n_rows, self.fault) if rows else (0, [])
-                self.fault("commit")
-                repaired = len(raise_to_postgres(side, ahead))
+                batch = self._flush_batch(side, windows, result)
+                next(batch)  # steps 1, 2 and 4
                 if clearing is not None:
                     clearing.result()
-                clearing = self._clearer.submit(self._clear, side, snaps, result)
-                busy = {w.bucket for w in windows}
-                BATCH.observe(n_rows)
-                ROWS.inc(written)
-                result.batches += 1
-                result.counters += n_rows
-                result.rows_written += written
-                result.repaired += repaired
+                clearing = self._clearer.submit(_finish, batch)  # step 3, in the background
+                busy = buckets
         except BaseException:
             if clearing is not None:
                 wait_for([clearing])  # the lock is held until no clear is in flight
@@ -162,11 +155,46 @@ class Flusher:
         if clearing is not None:
             clearing.result()
 
-    def _clear(self, side: RedisSide, snaps: list[Snapshot], result: PassResult) -> None:
-        """Clear the marks of a committed batch (runs beside the next batch's write)."""
+    def _flush_batch(
+        self, side: RedisSide, windows: list[Window], result: PassResult
+    ) -> Iterator[None]:
+        """One batch, DESIGN §5 steps 1-4 in order, with every fault point.
+
+        A generator that pauses once, after the commit and the repair, before the
+        marks are cleared: ``_partition`` resumes it beside the next batch's write.
+        Run to the end at once, it is the plain sequential protocol.
+        """
+        # 1. Snapshot the marks and (epoch, value) of each counter, as COPY text.
+        snaps = side.snapshot(windows)
+        self.fault("snapshot")
+        rows = b"".join(s.rows for s in snaps)
+        n_rows = rows.count(b"\n")
+        # 2. One transaction: COPY into the staging table, then the guarded upsert.
+        written, ahead = 0, list[Stored]()
+        if rows:
+            with self.db.transaction():
+                written, ahead = self.db.upsert(rows, n_rows)
+                self.fault("copy")
+        self.fault("commit")
+        # 4. Repair: raise Redis where PostgreSQL is ahead of what was read.
+        repaired = len(raise_to_postgres(side, ahead))
+        BATCH.observe(n_rows)
+        ROWS.inc(written)
+        result.batches += 1
+        result.counters += n_rows
+        result.rows_written += written
+        result.repaired += repaired
+        yield
+        # 3. Clear the marks whose counter still holds the state just committed.
         cleared = sum(side.clear(snaps))
         self.fault("clear")
         CLEARED.inc(cleared)
         result.cleared += cleared
         if invalid := sum(s.invalid for s in snaps):
             log.warning("dirty marks of malformed members dropped", extra={"marks": invalid})
+
+
+def _finish(batch: Iterator[None]) -> None:
+    """Run a paused ``_flush_batch`` to its end."""
+    for _ in batch:
+        pass

@@ -55,8 +55,8 @@ from typing import Any
 
 import hiredis
 
-from service.coop import LoopHooks
-from service.resp import ConnectionLost, open_socket
+from service.fastpath.coop import LoopHooks
+from service.fastpath.resp import ConnectionLost, open_socket
 
 log = logging.getLogger("counter.pipeline")
 RETRY_AFTER = 1.0  # seconds of immediate failures after a connect failure

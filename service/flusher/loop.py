@@ -1,9 +1,9 @@
 """``counter-flusher``: the write-behind loop of DESIGN §5, its signals and entry point.
 
 Every ``COUNTER_FLUSH_INTERVAL`` seconds one pass flushes all dirty counters of
-the partitions this process can own (see ``flush_pass``). A backend outage makes
-passes fail; they are retried with capped exponential backoff while increments
-keep landing in Redis, and the backlog drains when the backend returns.
+the partitions this process can own (see ``service.flusher.flusher``). A backend
+outage makes passes fail; they are retried with capped exponential backoff while
+increments keep landing in Redis, and the backlog drains when the backend returns.
 SIGTERM/SIGINT finish the pass under way, run one final pass and exit 0; a
 SIGKILL loses nothing, since marks are cleared only after a durable commit.
 """
@@ -18,9 +18,9 @@ import threading
 import time
 from types import FrameType
 
-from service.flush_backoff import BackendStatus, Backoff
-from service.flush_pass import Flusher, PassResult, backend_of
-from service.flusher_metrics import PASS_SECONDS, serve
+from service.flusher.backoff import BASE, BackendStatus, Backoff
+from service.flusher.flusher import Flusher, PassResult, backend_of
+from service.flusher.metrics import PASS_SECONDS, serve
 from service.logs import setup_logging
 from service.migrate import LayoutMismatch, check_layout
 from service.settings import Settings, SettingsError
@@ -49,7 +49,7 @@ def run(
     flusher: Flusher, interval: float, stop: threading.Event, backoff: Backoff | None = None
 ) -> None:
     """Flush every ``interval`` s until ``stop`` is set, then drain with one final pass."""
-    backoff = backoff or Backoff(base=min(0.5, interval), cap=30.0)
+    backoff = backoff or Backoff(base=min(BASE, interval))
     status = BackendStatus()
     while not stop.is_set():
         started = time.monotonic()
@@ -68,7 +68,7 @@ def run(
 
 def wait_for_layout(settings: Settings, stop: threading.Event) -> bool:
     """Refuse a mismatched bucket count at once; wait out a PostgreSQL that is down."""
-    backoff, status = Backoff(base=0.5, cap=30.0), BackendStatus()
+    backoff, status = Backoff(), BackendStatus()
     while not stop.is_set():
         try:
             check_layout(settings)

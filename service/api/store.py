@@ -12,17 +12,18 @@ import threading
 import time
 from collections.abc import Callable
 
-from redis.crc import key_slot
-
 from service import keys
-from service.errors import Unavailable
+from service.api.metrics import HYDRATIONS
+from service.api.pg import Database
+from service.api.redis_access import CounterRedis, RedisUnavailable
+from service.errors import BackendUnavailable, OutcomeUnknown
 from service.logs import OutageLog
-from service.metrics import HYDRATIONS
-from service.pg import Database
-from service.redis_access import CounterRedis, RedisUnavailable
+from service.scripts import INCR
 
 log = logging.getLogger("counter.store")
 NEEDS_HYDRATION = -1
+UNAVAILABLE = "Counter store unavailable, retry later"
+MAY_NOT_HAVE_APPLIED = "Counter store unavailable, increment may not have applied"
 
 
 class CounterStore:
@@ -37,10 +38,6 @@ class CounterStore:
         self._outage = OutageLog(log, "redis")
         self.db = db
         self.n_buckets = n_buckets
-        # PERF: key names and cluster slot of every bucket computed once, not per request.
-        self._keys = [keys.bucket_keys(b) for b in range(n_buckets)]
-        self._slots = [key_slot(k.values.encode()) for k in self._keys]
-        self._script_keys = [(k.values, k.dirty, k.epochs) for k in self._keys]  # incr.lua order
 
     @property
     def redis(self) -> CounterRedis:
@@ -52,7 +49,7 @@ class CounterStore:
                         self._redis = self._redis_factory()
                     except Exception as exc:  # cluster discovery fails with many error types
                         self._outage.failed(repr(exc))
-                        raise Unavailable("Counter store unavailable, retry later") from None
+                        raise BackendUnavailable("redis", UNAVAILABLE) from None
         return self._redis
 
     def increment(self, tenant: str, namespace: str) -> int:
@@ -70,10 +67,11 @@ class CounterStore:
         field = keys.member(tenant, namespace)
         bucket = keys.bucket_of_member(field, self.n_buckets)
         try:
-            raw = self.redis.hget(self._slots[bucket], self._keys[bucket].values, field)
+            redis = self.redis
+            raw = redis.call(bucket, "HGET", redis.keys[bucket].values, field)
         except RedisUnavailable as exc:
             self._outage.failed(exc)
-            raise Unavailable("Counter store unavailable, retry later") from None
+            raise BackendUnavailable("redis", UNAVAILABLE) from None
         self._outage.ok()
         if raw is not None:
             return int(raw)
@@ -81,19 +79,19 @@ class CounterStore:
 
     def _incr(self, bucket: int, args: tuple[str, int, str | int, int]) -> int:
         try:
-            value = self.redis.incr(self._slots[bucket], self._script_keys[bucket], args)
+            value = int(self.redis.run(INCR, bucket, *args))
         except RedisUnavailable as exc:
             # Unknown outcome (timeout, dropped connection) or refused (down):
             # never guess, never resend. The client may retry.
             self._outage.failed(exc)
-            raise Unavailable("Counter store unavailable, increment may not have applied") from None
+            raise OutcomeUnknown("redis", MAY_NOT_HAVE_APPLIED) from None
         self._outage.ok()
         return value
 
     def ping(self) -> bool:
         try:
             return self.redis.ping()
-        except Unavailable:
+        except BackendUnavailable:
             return False
 
     def stuck(self) -> bool:

@@ -30,8 +30,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.waiting import WAIT_R, WAIT_W
 from psycopg_pool import PoolTimeout
 
-from service import coop
-from service.coop import LoopHooks
+from service.fastpath.coop import LoopHooks
 
 RV = Any
 
@@ -44,10 +43,11 @@ class CoopConnection(psycopg.Connection[Any]):
     """
 
     io_timeout = 5.0
+    hooks: LoopHooks | None = None  # set by ``connect_through``
 
     def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
-        hooks = coop.loop_hooks()
-        if hooks is None or not coop.in_request():  # the pool's threads, the gthread worker
+        hooks = self.hooks
+        if hooks is None or not hooks.in_request():  # outside a request nothing may park
             return super().wait(gen, interval, timeout)
         fileno = self.pgconn.socket
         try:
@@ -83,6 +83,7 @@ class CoopConnection(psycopg.Connection[Any]):
         except OSError as exc:
             raise psycopg.errors.ConnectionTimeout(f"connecting to PostgreSQL: {exc!r}") from None
         conn._autocommit = True
+        conn.hooks = hooks
         return conn
 
 

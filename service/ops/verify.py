@@ -21,10 +21,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from service.flush_pg import FlushDb, Stored
-from service.flush_plan import partition_ranges
-from service.flush_redis import RedisSide
-from service.repair import raise_to_postgres
+from service import keys
+from service.flusher.pg_side import FlushDb, Stored
+from service.flusher.plan import partition_ranges
+from service.flusher.redis_side import RedisSide
+from service.flusher.repair import raise_to_postgres
 
 State = tuple[int, int]  # (epoch, value), ordered like the flusher's guard
 CHUNK = 256  # buckets per round of reads
@@ -104,7 +105,7 @@ def _redis_rows(
     rows: dict[tuple[str, str], tuple[Stored, bool]] = {}
     for b, (values, epochs, dirty) in zip(buckets, side.read_buckets(buckets), strict=True):
         for m, v in values.items():
-            t, _, ns = m.decode().partition("/")
+            t, ns = keys.split_member(m.decode())
             if tenant is None or t == tenant:
                 rows[(t, ns)] = (Stored(b, t, ns, int(epochs.get(m, 0)), int(v)), m in dirty)
     return rows
@@ -146,7 +147,7 @@ def _repair(side: RedisSide, report: Report) -> None:
         f.repaired = True  # now >= PostgreSQL (or gone from Redis: hydrated on next use)
     lost_marks = [f for f in report.findings if f.kind == "unflushed"]
     side.mark_dirty(
-        [(f.row.bucket, f"{f.row.tenant}/{f.row.namespace}") for f in lost_marks],
+        [(f.row.bucket, keys.member(f.row.tenant, f.row.namespace)) for f in lost_marks],
         int(time.time() * 1000),
     )
     for f in lost_marks:

@@ -10,7 +10,8 @@ synchronous_commit is forced on: a mark is cleared only after a durable commit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import psycopg
@@ -112,13 +113,16 @@ class FlushDb:
         except psycopg.Error:
             self.close()
 
-    def write(
-        self, rows: bytes, n_rows: int, fault: Callable[[str], None]
-    ) -> tuple[int, list[Stored]]:
-        """Stage and upsert COPY text ``rows`` in one transaction: (rows written, rows
-        where PostgreSQL is ahead of what was staged)."""
-        conn = self.conn()
-        with conn.transaction(), conn.cursor() as cur:
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction on the connection: committed when the block ends."""
+        with self.conn().transaction():
+            yield
+
+    def upsert(self, rows: bytes, n_rows: int) -> tuple[int, list[Stored]]:
+        """Stage and upsert COPY text ``rows`` (inside ``transaction()``): (rows written,
+        rows where PostgreSQL is ahead of what was staged)."""
+        with self.conn().cursor() as cur:
             with cur.copy(COPY_SQL) as copy:
                 copy.write(rows)
             cur.execute(UPSERT_SQL)
@@ -126,8 +130,16 @@ class FlushDb:
             ahead: list[Stored] = []
             if written < n_rows:  # only then can the guard have skipped a row
                 ahead = [Stored(*r) for r in cur.execute(AHEAD_SQL).fetchall()]
-            fault("copy")
         return written, ahead
+
+    def write(
+        self, rows: bytes, n_rows: int, fault: Callable[[str], None] = lambda step: None
+    ) -> tuple[int, list[Stored]]:
+        """``upsert`` in a transaction of its own (``fault("copy")`` just before the commit)."""
+        with self.transaction():
+            out = self.upsert(rows, n_rows)
+            fault("copy")
+        return out
 
     def read(self, buckets: Sequence[int], tenant: str | None = None) -> list[Stored]:
         """Stored rows of ``buckets`` (of one tenant, if given), for verify."""

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from service.flush_pg import Stored
-from service.flush_redis import RedisSide
-from service.flusher_metrics import REPAIRED, REPAIRS
+from service import keys
+from service.flusher.metrics import REPAIRED, REPAIRS
+from service.flusher.pg_side import Stored
+from service.flusher.redis_side import RedisSide
 
 log = logging.getLogger("counter.repair")
 
@@ -23,7 +24,7 @@ def raise_to_postgres(side: RedisSide, ahead: Sequence[Stored]) -> list[tuple[St
     if not ahead:
         return []
     before = side.raise_to(
-        [(a.bucket, f"{a.tenant}/{a.namespace}", a.epoch, a.value) for a in ahead]
+        [(a.bucket, keys.member(a.tenant, a.namespace), a.epoch, a.value) for a in ahead]
     )
     raised = [(a, old) for a, old in zip(ahead, before, strict=True) if old is not None]
     if raised:
@@ -36,7 +37,8 @@ def raise_to_postgres(side: RedisSide, ahead: Sequence[Stored]) -> list[tuple[St
                 "counters": len(raised),
                 "increments_lost_in_redis": lost,
                 "examples": [
-                    f"{a.tenant}/{a.namespace}: {old} -> {a.value}" for a, old in raised[:5]
+                    f"{keys.member(a.tenant, a.namespace)}: {old} -> {a.value}"
+                    for a, old in raised[:5]
                 ],
             },
         )

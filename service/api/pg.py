@@ -21,30 +21,22 @@ import logging
 import threading
 import time
 from contextlib import AbstractContextManager
-from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import psycopg
 from psycopg.errors import ConnectionTimeout, QueryCanceled
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from service import coop
-from service.errors import Unavailable
+from service.errors import BackendUnavailable
+from service.fastpath.coop import LoopHooks
+from service.fastpath.pg_coop import CoopPool, with_timeouts
 from service.logs import OutageLog
-from service.pg_coop import CoopPool, with_timeouts
 
 log = logging.getLogger("counter.pg")
+UNAVAILABLE = "Database unavailable, retry later"
 RETRY_AFTER = 1.0  # seconds of immediate 503s after a failure, per worker
 PROBE_TIMEOUT = 0.05  # seconds a query waits for a connection while PostgreSQL is down
 RECONNECT_TIMEOUT = 0.5  # seconds a try after a broken connection waits for another
-
-
-class KeyRecord(NamedTuple):
-    id: int
-    tenant: str
-    prefix: str
-    created_at: datetime
-    revoked_at: datetime | None
 
 
 class Database:
@@ -57,6 +49,7 @@ class Database:
         timeout: float = 5.0,
         connect_timeout: float = 2.0,
         statement_timeout: float = 2.0,
+        hooks: LoopHooks | None = None,
     ) -> None:
         self.dsn = with_timeouts(dsn, connect_timeout, statement_timeout)
         self._max_size = max_size
@@ -67,13 +60,14 @@ class Database:
         self._lock = threading.Lock()
         self._outage = OutageLog(log, "postgres")
         self._retry_at = 0.0  # monotonic time before which a query fails without trying
+        self._hooks = hooks  # meinheld's loop: connects and reads wait through it
 
     @property
     def pool(self) -> ConnectionPool[Any] | CoopPool:
         if self._pool is None:
             with self._lock:
                 if self._pool is None:
-                    hooks = coop.loop_hooks()  # set in a meinheld worker: reads yield
+                    hooks = self._hooks
                     if hooks is not None:
                         self._pool = CoopPool(
                             self.dsn,
@@ -109,9 +103,9 @@ class Database:
         elif time.monotonic() >= self._retry_at:
             tries = (PROBE_TIMEOUT,)
         else:
-            raise Unavailable("Database unavailable, retry later")
+            raise BackendUnavailable("postgres", UNAVAILABLE)
         pool = self.pool
-        if isinstance(pool, CoopPool) and not coop.in_request():
+        if isinstance(pool, CoopPool) and not self._in_request():
             tries = tries[:1]  # outside a request nothing may park: one blocking try
         error = ""
         for timeout in tries:
@@ -132,14 +126,17 @@ class Database:
     def _connection(
         self, pool: ConnectionPool[Any] | CoopPool, timeout: float
     ) -> AbstractContextManager[psycopg.Connection[Any]]:
-        if isinstance(pool, CoopPool) and not coop.in_request():
+        if isinstance(pool, CoopPool) and not self._in_request():
             return psycopg.connect(self.dsn, autocommit=True)
         return pool.connection(timeout=timeout)
 
-    def _failure(self, error: str) -> Unavailable:
+    def _in_request(self) -> bool:
+        return self._hooks is not None and self._hooks.in_request()
+
+    def _failure(self, error: str) -> BackendUnavailable:
         self._outage.failed(error)
         self._retry_at = time.monotonic() + RETRY_AFTER
-        return Unavailable("Database unavailable, retry later")
+        return BackendUnavailable("postgres", UNAVAILABLE)
 
     def read_counter(self, bucket: int, tenant: str, namespace: str) -> tuple[int, int]:
         """``(epoch, value)`` of the stored row, ``(0, 0)`` when there is none."""
@@ -160,5 +157,5 @@ class Database:
     def ping(self) -> bool:
         try:
             return self._fetchone("SELECT 1", ()) is not None
-        except Unavailable:
+        except BackendUnavailable:
             return False

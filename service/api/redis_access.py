@@ -1,0 +1,163 @@
+"""The API's Redis access: run a script or a command on a bucket, over either client.
+
+``COUNTER_REDIS_CLIENT=lean`` (default) sends commands with ``LeanRedis``;
+``redis-py`` with the general client. A client only has to send one command to
+the master of a slot (``Transport``); ``CounterRedis`` does the rest once for both:
+it runs a script of ``service.scripts`` on a bucket's keys with EVALSHA, and sends
+the source with EVAL when the node answers NOSCRIPT (it did not run: safe). A new
+script or operation is therefore one call here, not a method per client.
+Both raise only ``RedisUnavailable``, so the store does not care which one runs.
+The flusher and tools use redis-py directly (``service.redis_conn``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from redis.crc import key_slot
+from redis.exceptions import NoScriptError, RedisError
+
+from service.fastpath.coop import LoopHooks
+from service.fastpath.lean_redis import CommandRefused, LeanRedis
+from service.fastpath.resp import ConnectionLost, pack
+from service.keys import BucketKeys, bucket_keys
+from service.redis_conn import connect
+from service.scripts import Script
+from service.settings import Settings
+
+Part = str | int | bytes
+
+
+class RedisUnavailable(Exception):
+    """Redis failed, refused, or did not answer in time (outcome unknown for writes)."""
+
+
+class ScriptMissing(Exception):
+    """NOSCRIPT: the node does not hold the script, which therefore did not run."""
+
+
+class Transport(Protocol):
+    def send(self, slot: int, *command: Part) -> Any:
+        """One command on the master of ``slot``; its reply. Raises ScriptMissing on
+        NOSCRIPT, RedisUnavailable on any other failure; never re-sends."""
+        ...
+
+    def ping(self) -> bool: ...
+    def stuck(self) -> bool: ...
+    def close(self) -> None: ...
+
+
+class LeanTransport:
+    def __init__(self, client: LeanRedis) -> None:
+        self.client = client
+
+    def send(self, slot: int, *command: Part) -> Any:
+        try:
+            return self.client.execute(slot, pack(*command))
+        except ConnectionLost as exc:
+            raise RedisUnavailable(str(exc)) from None
+        except CommandRefused as exc:
+            if str(exc).startswith("NOSCRIPT"):
+                raise ScriptMissing() from None
+            raise RedisUnavailable(str(exc)) from None
+
+    def ping(self) -> bool:
+        return self.client.ping_all()
+
+    def stuck(self) -> bool:
+        return self.client.stuck()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RedisPyTransport:
+    """redis-py routes by the command's keys itself (EVALSHA included): ``slot`` is unused."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def send(self, slot: int, *command: Part) -> Any:
+        try:
+            return self.client.execute_command(*command)
+        except NoScriptError:
+            raise ScriptMissing() from None
+        except RedisError as exc:
+            raise RedisUnavailable(repr(exc)) from None
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except RedisError:
+            return False
+
+    def stuck(self) -> bool:
+        return False  # blocking calls with socket timeouts: nothing parks
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class CounterRedis:
+    """Scripts and commands by bucket over one transport."""
+
+    def __init__(self, transport: Transport, n_buckets: int) -> None:
+        self.transport = transport
+        # PERF: key names and cluster slot of every bucket computed once, not per request.
+        self.keys: list[BucketKeys] = [bucket_keys(b) for b in range(n_buckets)]
+        self._slots = [key_slot(k.values.encode()) for k in self.keys]
+        self._script_keys: dict[Script, list[tuple[str, ...]]] = {}
+
+    def run(self, script: Script, bucket: int, *args: Part) -> Any:
+        """Run ``script`` on ``bucket``'s keys with ``args``; its reply."""
+        per_bucket = self._script_keys.get(script)
+        if per_bucket is None:
+            per_bucket = self._script_keys[script] = [script.keys(k) for k in self.keys]
+        keys = per_bucket[bucket]
+        slot = self._slots[bucket]
+        try:
+            return self.transport.send(slot, "EVALSHA", script.sha, len(keys), *keys, *args)
+        except ScriptMissing:
+            # EVAL runs the script and caches it on whichever node the command lands on
+            # after redirections (SCRIPT LOAD by slot would miss an ASK target).
+            return self.transport.send(slot, "EVAL", script.source, len(keys), *keys, *args)
+
+    def call(self, bucket: int, *command: Part) -> Any:
+        """Send ``command`` (naming keys of ``bucket``) to the master of its slot."""
+        try:
+            return self.transport.send(self._slots[bucket], *command)
+        except ScriptMissing:
+            raise RedisUnavailable("NOSCRIPT outside a script call") from None
+
+    def ping(self) -> bool:
+        return self.transport.ping()
+
+    def stuck(self) -> bool:
+        """A command has waited well past every deadline (see ``PipelinedNode.stuck``)."""
+        return self.transport.stuck()
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def open_access(settings: Settings, hooks: LoopHooks | None = None) -> CounterRedis:
+    """Build the configured client; called in the worker, after fork.
+
+    ``hooks``: meinheld's loop, passed in by the composition root; None blocks the thread.
+    """
+    if settings.redis_client == "redis-py":
+        return CounterRedis(RedisPyTransport(connect(settings)), settings.buckets)
+    if settings.cluster:
+        seeds, cluster = list(settings.redis_nodes), True
+    else:
+        url = urlsplit(settings.redis_url or "")  # a plain redis://host:port[/0], see Settings
+        seeds, cluster = [(url.hostname or "127.0.0.1", url.port or 6379)], False
+    client = LeanRedis(
+        seeds,
+        cluster=cluster,
+        timeout=settings.redis_timeout,
+        wait=hooks.wait_readable if hooks is not None else None,
+        hooks=hooks,
+    )
+    return CounterRedis(LeanTransport(client), settings.buckets)
