@@ -11,6 +11,10 @@ counter response:
             timed out); the other half of the faults are well-formed JSON 503s, which
             the checker must *not* flag
 
+The checker's own start and final reads (User-Agent ``counterload-check``) get true
+values and well-formed bodies: each mode breaks the load, not the measuring stick, so
+that exactly the one invariant under test fires and the counts below match exactly.
+
 ``GET /stats`` says what the app did wrong (``bad_bodies``, ``lost``, ``stale_reads``,
 ``shards``), so a test can compare it with what the checker found. Served by a real
 server: ``gunicorn -k gthread --threads 8 "tests.loadtest.broken_app:create_app('lost')"``.
@@ -25,6 +29,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from loadtest.counterload.api import USER_AGENT
 from tests.loadtest.broken_stores import STORES, AtomicStore
 
 NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -101,13 +106,17 @@ def create_app(mode: str = "race") -> App:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         if length:
             environ["wsgi.input"].read(length)
-        n = next(served)
+        checker = environ.get("HTTP_USER_AGENT", "") == USER_AGENT
+        n = 1 if checker else next(served)
         faulty = mode in BODY_MODES and n % FAULT_EVERY == 0
         if faulty and mode == "html5xx" and n % (2 * FAULT_EVERY) == 0:
             return _error(start, 503, "Backend unavailable")  # well-formed: not a violation
         key = (tenant, namespace)
         conn = f"{environ.get('REMOTE_ADDR')}:{environ.get('REMOTE_PORT')}"
-        value = store.increment(key, conn) if method == "POST" else store.get(key)
+        if method == "POST":
+            value = store.increment(key, conn)
+        else:
+            value = store.current(key) if checker else store.get(key)
         if not faulty:
             return _reply(start, 200, _success(namespace, value, 0))
         with store.lock:

@@ -24,7 +24,7 @@ from collections import defaultdict
 Key = tuple[str, str]
 RACE_WINDOW = 0.002  # seconds between the read and the write: where increments get lost
 LOSE_EVERY = 7
-LAG = 0.05  # seconds the stale replica trails; the checker's final read comes later
+LAG = 0.05  # seconds the stale replica trails
 
 
 class AtomicStore:
@@ -41,6 +41,10 @@ class AtomicStore:
     def get(self, key: Key) -> int:
         with self.lock:
             return self.values[key]
+
+    def current(self, key: Key) -> int:
+        """What the store holds, for the checker's own reads (only ``stale`` serves GETs less)."""
+        return self.get(key)
 
 
 class RaceStore(AtomicStore):
@@ -81,6 +85,9 @@ class StaleStore(AtomicStore):
             times.append(time.monotonic())
             values.append(self.values[key])
             return self.values[key]
+
+    def current(self, key: Key) -> int:
+        return AtomicStore.get(self, key)
 
     def get(self, key: Key) -> int:
         """The bug: the value as it was ``LAG`` seconds ago."""
