@@ -4,6 +4,7 @@ Importable as ``counterload`` from a locustfile in ``loadtest/`` (Locust puts th
 locustfile's directory on ``sys.path``), and as ``loadtest.counterload`` from the tests.
 
   users.py       CounterUser: increment/read that tally outcomes and check bodies
+  bodies.py      the success envelope and the one JSON error shape, as pure checks
   lifecycle.py   event listeners: options, start values, collecting tallies, verdict
   tally.py       per-counter attempts/acks/values, merged across workers
   invariants.py  the pure checks (distinct values, final range, reads, durability)

@@ -13,6 +13,7 @@ import urllib.request
 
 PATH = "/v1/misc/counter/"
 KEY_HEADER = "requiems-api-key"
+USER_AGENT = "counterload-check"  # tells these reads apart from the load in server logs
 ATTEMPTS = 4
 
 
@@ -23,7 +24,7 @@ class ReadError(RuntimeError):
 def read_value(host: str, key: str, namespace: str, timeout: float = 10.0) -> int:
     """The counter's current value; retries transient failures (503, connection errors)."""
     url = host.rstrip("/") + PATH + namespace
-    request = urllib.request.Request(url, headers={KEY_HEADER: key})
+    request = urllib.request.Request(url, headers={KEY_HEADER: key, "User-Agent": USER_AGENT})
     why = ""
     for attempt in range(ATTEMPTS):
         if attempt:

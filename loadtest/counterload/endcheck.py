@@ -34,6 +34,7 @@ def evaluate(
     summary.violations += problems
     summary.inline_violations = list(tally.violations)
     summary.inline_violation_count = tally.violation_count
+    summary.inline_kinds = dict(tally.violation_kinds)
     touched = sorted(cid for cid, c in tally.counters.items() if c.attempted or c.reads)
     written = [cid for cid in touched if tally.counters[cid].attempted]
     _totals(summary, tally, touched)

@@ -30,18 +30,16 @@ class Summary:
     violations: list[Violation] = field(default_factory=list)
     inline_violations: list[str] = field(default_factory=list)  # seen by users during the run
     inline_violation_count: int = 0
+    inline_kinds: dict[str, int] = field(default_factory=dict)  # every inline one, by kind
 
     @property
     def passed(self) -> bool:
         return not self.violations and self.inline_violation_count == 0
 
     def kinds(self) -> dict[str, int]:
-        found: dict[str, int] = {}
+        found = dict(self.inline_kinds)
         for v in self.violations:
             found[v.kind] = found.get(v.kind, 0) + 1
-        for text in self.inline_violations:
-            kind = text[1 : text.find("]")] if text.startswith("[") else "inline"
-            found[kind] = found.get(kind, 0) + 1
         return found
 
     def verdict(self, kind: str) -> str:
@@ -68,8 +66,9 @@ class Summary:
             f"rejected {self.rejected}, indeterminate {self.indeterminate} "
             f"(on {self.counters_indeterminate} counters); reads {self.reads}; "
             f"{self.counters} counters touched",
-            f"  atomicity (distinct values, final == start + acknowledged): "
-            f"{self.verdict('atomicity')}",
+            f"  atomicity (every acknowledged value distinct): {self.verdict('atomicity')}",
+            f"  count (final == start + acknowledged, values in (start, final]): "
+            f"{self.verdict('count')}",
             f"  reads (monotonic per user, <= start + attempted): {self.verdict('reads')}",
             f"  response bodies: {self.verdict('protocol')}",
             f"  durability (PostgreSQL == Redis): {self.durability}",

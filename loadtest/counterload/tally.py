@@ -56,6 +56,7 @@ class Tally:
     counters: dict[str, CounterTally] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)  # seen inline by users
     violation_count: int = 0
+    violation_kinds: dict[str, int] = field(default_factory=dict)  # all of them, by kind
 
     def of(self, cid: str) -> CounterTally:
         entry = self.counters.get(cid)
@@ -63,10 +64,12 @@ class Tally:
             entry = self.counters[cid] = CounterTally()
         return entry
 
-    def violation(self, text: str) -> None:
+    def violation(self, kind: str, text: str) -> None:
+        """Recorded as ``[kind] text`` (the first few); counted by kind (all of them)."""
         self.violation_count += 1
+        self.violation_kinds[kind] = self.violation_kinds.get(kind, 0) + 1
         if len(self.violations) < MAX_RECORDED_VIOLATIONS:
-            self.violations.append(text)
+            self.violations.append(f"[{kind}] {text}")
 
     def merge(self, other: Tally) -> None:
         for cid, entry in other.counters.items():
@@ -74,6 +77,8 @@ class Tally:
         room = MAX_RECORDED_VIOLATIONS - len(self.violations)
         self.violations.extend(other.violations[: max(room, 0)])
         self.violation_count += other.violation_count
+        for kind, n in other.violation_kinds.items():
+            self.violation_kinds[kind] = self.violation_kinds.get(kind, 0) + n
 
     # PERF: sent once per worker at the end of a bounded run. Values go as a sorted
     # list (distinctness needs the values themselves); msgpack packs small ints in
@@ -86,12 +91,14 @@ class Tally:
             },
             "violations": list(self.violations),
             "violation_count": self.violation_count,
+            "violation_kinds": dict(self.violation_kinds),
         }
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Tally:
         tally = cls(violations=list(data.get("violations", [])))
         tally.violation_count = int(data.get("violation_count", 0))
+        tally.violation_kinds = {str(k): int(n) for k, n in data.get("violation_kinds", {}).items()}
         for cid, (attempted, acked, rejected, reads, max_read, values) in data["counters"].items():
             tally.counters[cid] = CounterTally(
                 int(attempted), int(acked), int(rejected), int(reads), int(max_read),

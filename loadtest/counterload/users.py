@@ -7,13 +7,13 @@ wrong body is a Locust failure *and* a tallied violation, so it fails the run.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from locust import FastHttpUser, constant
 
 from . import lifecycle
 from .api import KEY_HEADER, PATH
+from .bodies import error_problem, success_problem
 from .options import Config
 from .tally import counter_id
 
@@ -48,23 +48,20 @@ class CounterUser(FastHttpUser):
             name=f"{self.scenario}: POST /counter/[namespace]",
         ) as resp:  # fmt: skip
             if resp.status_code == 200:
-                value = _value(resp, namespace)
-                if value is None or value < 1:
-                    self._violate(
-                        resp, "protocol", cid, f"POST 200 with a malformed body: {_text(resp)}"
-                    )
+                value, why = success_problem(_content_type(resp), _content(resp), namespace)
+                if why or value < 1:
+                    self._violate(resp, "protocol", cid,
+                                  f"POST 200 with a malformed body ({why or 'value 0'}): "
+                                  f"{_text(resp)}")  # fmt: skip
                     return  # counted as indeterminate: it may have applied
                 entry.acked += 1
                 entry.values.append(value)
                 self._last_acked[cid] = max(self._last_acked.get(cid, 0), value)
             elif 400 <= resp.status_code < 500:
                 entry.rejected += 1  # the contract: a 4xx applied nothing
-                self._check_error_shape(resp, cid)
-                resp.failure(f"HTTP {resp.status_code}: {_text(resp)}")
+                self._refused(resp, cid, "POST")
             else:  # 0 (connection error, timeout), 5xx: outcome unknown
-                resp.failure(
-                    f"outcome unknown: HTTP {resp.status_code} {resp.error or _text(resp)}"
-                )
+                self._refused(resp, cid, "POST", "outcome unknown: ")
 
     def read(self, key_index: int, namespace: str) -> None:
         cid = counter_id(key_index, namespace)
@@ -73,14 +70,12 @@ class CounterUser(FastHttpUser):
             name=f"{self.scenario}: GET /counter/[namespace]",
         ) as resp:  # fmt: skip
             if resp.status_code != 200:
-                if 400 <= resp.status_code < 500:
-                    self._check_error_shape(resp, cid)
-                resp.failure(f"HTTP {resp.status_code}: {resp.error or _text(resp)}")
+                self._refused(resp, cid, "GET")
                 return
-            value = _value(resp, namespace)
-            if value is None or value < 0:
+            value, why = success_problem(_content_type(resp), _content(resp), namespace)
+            if why:
                 self._violate(
-                    resp, "protocol", cid, f"GET 200 with a malformed body: {_text(resp)}"
+                    resp, "protocol", cid, f"GET 200 with a malformed body ({why}): {_text(resp)}"
                 )
                 return
             entry = self.tally.of(cid)
@@ -100,32 +95,40 @@ class CounterUser(FastHttpUser):
                 self._violate(resp, "reads", cid, f"GET {value} > start + attempted = {limit}")
             self._last_read[cid] = value
 
-    def _check_error_shape(self, resp: Any, cid: str) -> None:
-        try:
-            body = json.loads(resp.content)
-            ok = isinstance(body.get("error"), str) and isinstance(body.get("message"), str)
-        except (ValueError, TypeError, AttributeError):
-            ok = False
-        if not ok:
-            self.tally.violation(
-                f"[protocol] {cid}: error without the JSON error shape: {_text(resp)}"
-            )
+    def _refused(self, resp: Any, cid: str, method: str, prefix: str = "") -> None:
+        """A request that got no 200: a Locust failure; a violation when the body is wrong.
+
+        Every answer with a status (4xx and 5xx alike) must carry the JSON error shape;
+        only a request with no answer at all (status 0) has no body to check.
+        """
+        status = resp.status_code
+        if status == 0:
+            resp.failure(f"{prefix}no response: {resp.error}")
+            return
+        why = error_problem(_content_type(resp), _content(resp))
+        if status < 400:
+            why = f"status {status} where the contract has 200 or an error"
+        if why:
+            self._violate(resp, "protocol", cid,
+                          f"{method} {status} without the JSON error shape ({why}): "
+                          f"{_text(resp)}")  # fmt: skip
+        else:
+            resp.failure(f"{prefix}HTTP {status}: {_text(resp)}")
 
     def _violate(self, resp: Any, kind: str, cid: str, text: str) -> None:
-        self.tally.violation(f"[{kind}] {cid}: {text}")
+        self.tally.violation(kind, f"{cid}: {text}")
         resp.failure(text)
 
 
-def _value(resp: Any, namespace: str) -> int | None:
-    """``data.value`` of a well-formed success body for ``namespace``, else None."""
+def _content_type(resp: Any) -> str:
+    return str(resp.headers.get("Content-Type") or "") if resp.headers else ""
+
+
+def _content(resp: Any) -> bytes:
     try:
-        data = json.loads(resp.content)["data"]
-    except (ValueError, TypeError, KeyError):
-        return None
-    if not isinstance(data, dict) or data.get("namespace") != namespace:
-        return None
-    value = data.get("value")
-    return value if type(value) is int else None
+        return bytes(resp.content or b"")
+    except Exception:  # a body that could not be read is no valid body
+        return b""
 
 
 def _text(resp: Any, limit: int = 200) -> str:

@@ -72,40 +72,35 @@ def process(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subproce
 
 
 @contextmanager
-def broken_server(tmp: Path) -> Iterator[str]:
-    """The non-atomic test app under gunicorn (gthread: real threads racing)."""
+def broken_server(tmp: Path, mode: str = "race") -> Iterator[str]:
+    """``broken_app`` with one bug (``mode``) under gunicorn (gthread: real threads racing)."""
     port = free_port()
     cmd = [
         str(BIN / "gunicorn"), "-b", f"127.0.0.1:{port}", "-w", "1", "-k", "gthread",
-        "--threads", "8", "tests.loadtest.broken_app:app",
+        "--threads", "8", f"tests.loadtest.broken_app:create_app({mode!r})",
     ]  # fmt: skip
-    with process(cmd, dict(os.environ), tmp / "broken-app.log") as proc:
+    with process(cmd, dict(os.environ), tmp / f"broken-app-{mode}.log") as proc:
         url = f"http://127.0.0.1:{port}"
         wait_http_ok(url + "/healthz", proc)
         yield url
 
 
-def locust(files: list[str], host: str, env: dict[str, str], tmp: Path, *args: str) -> Outcome:
-    """One headless, bounded Locust run in a single process."""
-    summary = tmp / "summary.json"
-    cmd = [
-        str(BIN / "locust"), "-f", ",".join(str(LOADTEST / f) for f in files), "--headless",
-        "--only-summary", "--host", host, "--stop-timeout", "3", "--summary-json", str(summary),
-        *args,
-    ]  # fmt: skip
-    out = subprocess.run(
-        cmd, cwd=REPO, env={**os.environ, **QUIET_THRESHOLDS, **env}, capture_output=True,
-        text=True, timeout=120,
-    )  # fmt: skip
-    return Outcome(out.returncode, out.stdout + out.stderr, _load(summary))
+def server_stats(url: str) -> dict[str, int]:
+    """What a ``broken_app`` did wrong, by its own count."""
+    with urllib.request.urlopen(url + "/stats", timeout=10) as resp:
+        data: dict[str, int] = json.loads(resp.read())
+    return data
 
 
-def driver(env: dict[str, str], tmp: Path) -> Outcome:
-    """``loadtest/run.py``, the command ``make loadtest`` runs, against ``LOADTEST_HOST``."""
+def driver(env: dict[str, str], tmp: Path, timeout: float = 120) -> Outcome:
+    """``loadtest/run.py``, the command ``make loadtest`` and CI run, against ``LOADTEST_HOST``.
+
+    Bounded twice: Locust's own ``-t`` (``LOADTEST_DURATION``) and ``timeout`` here.
+    """
     env = {**os.environ, **QUIET_THRESHOLDS, "LOADTEST_REPORTS": str(tmp), **env}
     out = subprocess.run(
         [sys.executable, str(LOADTEST / "run.py")], cwd=REPO, env=env, capture_output=True,
-        text=True, timeout=180,
+        text=True, timeout=timeout,
     )  # fmt: skip
     scenario = env.get("LOADTEST_SCENARIO", "all").replace(",", "+")
     return Outcome(

@@ -1,29 +1,26 @@
-"""The load-test suite's checker: pure logic, a broken endpoint it must fail, the real
-service it must pass.
+"""The load-test checker's pure logic: invariants, merged tallies, bodies, thresholds.
 
-Locust runs here are short (about 10 s, a few users) and always bounded by ``-t``.
+End to end, through ``loadtest/run.py``: ``test_broken_servers.py`` (a server with one
+bug per run must fail it, naming the right invariant) and ``test_real_service.py``
+(the real service must pass; without a flusher PostgreSQL must differ from Redis).
 """
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from loadtest.counterload.bodies import error_problem, success_problem
 from loadtest.counterload.invariants import bounds, check_counter, compare_durable
 from loadtest.counterload.report import Summary
-from loadtest.counterload.tally import CounterTally, Tally
+from loadtest.counterload.tally import MAX_RECORDED_VIOLATIONS, CounterTally, Tally
 from loadtest.counterload.thresholds import LoadStats, Thresholds, check_thresholds
 from loadtest.counterload.zipf import Zipf
 from loadtest.run import seconds
-from service.apikeys import create_key
-from tests.loadtest import harness
 
-FLUSHER = harness.BIN / "counter-flusher"
+JSON = "application/json"
+META = ', "metadata": {"timestamp": "2026-01-01T00:00:00Z"}'
 
 
 def tally(attempted: int, values: list[int], rejected: int = 0, max_read: int = -1) -> CounterTally:
@@ -52,11 +49,12 @@ def test_final_below_start_plus_acknowledged_is_a_lost_increment() -> None:
     found = check_counter("c", 5, 7, tally(3, [6, 7, 8]))
     assert any("final == start 5 + acknowledged 3 = 8" in str(v) and "final 7" in str(v)
                for v in found)  # fmt: skip
+    assert set(kinds(found)) == {"count"}  # distinct values: not an atomicity violation
 
 
 def test_final_above_start_plus_attempted_is_a_phantom_increment() -> None:
     found = check_counter("c", 0, 4, tally(3, [1, 2, 3]))
-    assert kinds(found) == ["atomicity"]
+    assert kinds(found) == ["count"]
     assert "expected final == start 0 + acknowledged 3 = 3; actual final 4" in str(found[0])
 
 
@@ -75,12 +73,12 @@ def test_rejected_increments_count_as_not_applied() -> None:
     t = tally(4, [1, 2], rejected=2)  # two 429s: nothing applied
     assert t.indeterminate == 0
     assert check_counter("c", 0, 2, t) == []
-    assert kinds(check_counter("c", 0, 3, t)) == ["atomicity"]
+    assert kinds(check_counter("c", 0, 3, t)) == ["count"]
 
 
 def test_returned_values_outside_start_and_final_are_violations() -> None:
     found = check_counter("c", 10, 12, tally(2, [10, 12]))  # 10 == start: not a new value
-    assert any("returned values in (10, 12]" in str(v) for v in found)
+    assert any("returned values in (10, 12]" in str(v) and v.kind == "count" for v in found)
 
 
 def test_a_read_above_start_plus_attempted_is_a_violation() -> None:
@@ -98,13 +96,13 @@ def test_duplicates_across_workers_are_found_after_merging_their_wire_tallies() 
     a, b = Tally(), Tally()
     a.of("0/hot").attempted, a.of("0/hot").acked, a.of("0/hot").values = 2, 2, [1, 3]
     b.of("0/hot").attempted, b.of("0/hot").acked, b.of("0/hot").values = 2, 2, [2, 3]
-    b.violation("[reads] 0/hot: GET went backwards: 3 then 2")
+    b.violation("reads", "0/hot: GET went backwards: 3 then 2")
     merged = Tally()
     for worker in (a, b):
         merged.merge(Tally.from_wire(worker.to_wire()))
     entry = merged.counters["0/hot"]
     assert (entry.attempted, entry.acked, sorted(entry.values)) == (4, 4, [1, 2, 3, 3])
-    assert merged.violation_count == 1
+    assert merged.violation_count == 1 and merged.violation_kinds == {"reads": 1}
     assert "atomicity" in kinds(check_counter("0/hot", 0, 3, entry))
 
 
@@ -124,6 +122,18 @@ def test_a_summary_with_an_inline_violation_fails() -> None:
     assert not summary.passed and "RESULT: FAIL" in summary.render()
 
 
+def test_inline_violations_are_counted_by_kind_beyond_the_recorded_ones() -> None:
+    t = Tally()
+    for i in range(MAX_RECORDED_VIOLATIONS + 50):
+        t.violation("protocol", f"0/a: bad body {i}")
+    t.violation("reads", "0/a: GET went backwards")
+    assert len(t.violations) == MAX_RECORDED_VIOLATIONS and t.violations[0].startswith("[protocol]")
+    assert t.violation_kinds == {"protocol": MAX_RECORDED_VIOLATIONS + 50, "reads": 1}
+    summary = Summary(run_id="r", stats=LoadStats(1, 0, 1, 1, 1, 1.0), thresholds=Thresholds(),
+                      inline_kinds=t.violation_kinds)  # fmt: skip
+    assert summary.kinds()["protocol"] == MAX_RECORDED_VIOLATIONS + 50
+
+
 def test_zipf_stays_in_range_and_prefers_low_ranks() -> None:
     zipf = Zipf(50, 1.1)
     draws = [zipf() for _ in range(5000)]
@@ -135,89 +145,57 @@ def test_driver_reads_locust_durations() -> None:
     assert [seconds(s) for s in ("45", "45s", "1m30s", "1h")] == [45, 45, 90, 3600]
 
 
-# -- (b) a non-atomic endpoint must fail the run -------------------------------------------------
+# -- response bodies (DESIGN.md section 2) -------------------------------------------------------
 
 
-def test_run_against_a_read_then_write_endpoint_fails_with_an_atomicity_violation(
-    tmp_path: Path,
+def test_a_well_formed_success_body_gives_its_value() -> None:
+    body = b'{"data": {"namespace": "n", "value": 42}' + META.encode() + b"}"
+    assert success_problem(JSON, body, "n") == (42, "")
+    assert success_problem("application/json; charset=utf-8", body, "n") == (42, "")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "why"),
+    [
+        (JSON, '{"data": {"namespace": "n", "value": 42}}', "no metadata.timestamp"),
+        (JSON, '{"data": {"namespace": "n", "value": 42}, "metadata": {}}', "no metadata"),
+        (JSON, '{"data": {"namespace": "n", "value": 1}, "metadata": {"timestamp": "now"}}',
+         "not ISO 8601"),
+        (JSON, '{"data": {"namespace": "n", "value": 1}, "metadata": '
+               '{"timestamp": "2026-01-01T00:00:00"}}', "with a zone"),
+        (JSON, '{"namespace": "n", "value": 42' + META + "}", "no data"),
+        (JSON, '{"data": {"namespace": "n", "value": "42"}' + META + "}", "not a whole number"),
+        (JSON, '{"data": {"namespace": "n", "value": true}' + META + "}", "not a whole number"),
+        (JSON, '{"data": {"namespace": "m", "value": 42}' + META + "}", "data.namespace 'm'"),
+        ("text/html", '{"data": {"namespace": "n", "value": 42}' + META + "}", "Content-Type"),
+        (JSON, "<html>ok</html>", "not JSON"),
+        (JSON, "[42]", "not a JSON object"),
+    ],
+)  # fmt: skip
+def test_a_malformed_success_body_is_refused_with_the_reason(
+    content_type: str, body: str, why: str
 ) -> None:
-    with harness.broken_server(tmp_path) as url:
-        run = harness.locust(
-            ["hot_counter.py", "reads_racing_writes.py"], url,
-            {"LOADTEST_API_KEYS": "tenant-a,tenant-b"}, tmp_path, "-u", "6", "-r", "6", "-t", "8s",
-        )  # fmt: skip
-    assert run.code == 1, run.output
-    assert "VIOLATION [atomicity]" in run.output and "returned more than once" in run.output
-    assert "RESULT: FAIL" in run.output
-    assert run.summary["passed"] is False and run.summary["violation_kinds"]["atomicity"] >= 1
+    value, problem = success_problem(content_type, body.encode(), "n")
+    assert value == -1 and why in problem
 
 
-# -- (c) the real service must pass -------------------------------------------------------------
+def test_the_one_error_shape_passes_for_any_status() -> None:
+    body = b'{"error": "unavailable", "message": "Redis is down"' + META.encode() + b"}"
+    assert error_problem(JSON, body) == ""
 
 
-@pytest.fixture(scope="module")
-def service(
-    tmp_path_factory: pytest.TempPathFactory, pg_dsn: str, cluster_servers: tuple[str, Any]
-) -> Iterator[dict[str, str]]:
-    """gunicorn (2 workers) on the test Redis Cluster and PostgreSQL, plus the flusher if any.
-
-    Yields the LOADTEST_* environment for a run: host, keys of 3 fresh tenants, and the
-    PostgreSQL DSN only when a flusher runs (else the durability check is skipped).
-    """
-    tmp = tmp_path_factory.mktemp("service")
-    port = harness.free_port()
-    env = {
-        **os.environ, "COUNTER_PG_DSN": pg_dsn, "COUNTER_REDIS_NODES": cluster_servers[0],
-        "COUNTER_BIND": f"127.0.0.1:{port}", "COUNTER_WORKERS": "2",
-        "COUNTER_FLUSH_INTERVAL": "0.5", "COUNTER_FLUSHER_METRICS_PORT": "0",
-    }  # fmt: skip
-    env.pop("COUNTER_REDIS_URL", None)
-    gunicorn = [str(harness.BIN / "gunicorn"), "-c", "python:service.gunicorn_conf",
-                "service.wsgi:app"]  # fmt: skip
-    tenants = [f"lt{uuid.uuid4().hex[:10]}" for _ in range(3)]
-    run_env = {
-        "LOADTEST_HOST": f"http://127.0.0.1:{port}",
-        "LOADTEST_API_KEYS": ",".join(create_key(pg_dsn, t)[1] for t in tenants),
-        "LOADTEST_FLUSH_WAIT": "10",
-    }
-    with harness.process(gunicorn, env, tmp / "gunicorn.log") as web:
-        harness.wait_http_ok(run_env["LOADTEST_HOST"] + "/readyz", web)
-        if not FLUSHER.exists():
-            yield {**run_env, "LOADTEST_PG_CHECK": "off"}
-            return
-        with harness.process([str(FLUSHER)], env, tmp / "flusher.log"):
-            yield {**run_env, "LOADTEST_PG_DSN": pg_dsn}
-
-
-@pytest.fixture(scope="module")
-def local_run(service: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> harness.Outcome:
-    env = {**service, "LOADTEST_DURATION": "10s", "LOADTEST_USERS": "6"}
-    return harness.driver(env, tmp_path_factory.mktemp("local-run"))
-
-
-def test_real_service_keeps_every_invariant_in_all_scenarios(local_run: harness.Outcome) -> None:
-    assert local_run.code == 0, local_run.output
-    assert "RESULT: PASS" in local_run.output
-    s = local_run.summary
-    assert s["passed"] and s["violations"] == [] and s["inline_violation_count"] == 0
-    assert s["acked"] > 100 and s["reads"] > 100 and s["counters"] > 10
-    assert s["stats"]["requests"] > 0 and s["stats"]["error_ratio"] <= 0.01
-
-
-def test_real_service_postgres_equals_redis_after_a_flush(local_run: harness.Outcome) -> None:
-    if not FLUSHER.exists():
-        pytest.skip(f"{FLUSHER} is not installed yet: the PostgreSQL == Redis part is skipped")
-    assert local_run.summary["durability"].startswith("OK"), local_run.output
-
-
-def test_distributed_master_and_two_workers_merge_tallies_and_pass(
-    service: dict[str, str], tmp_path: Path
+@pytest.mark.parametrize(
+    ("content_type", "body", "why"),
+    [
+        ("text/html", "<html><h1>502 Bad Gateway</h1></html>", "Content-Type 'text/html'"),
+        (JSON, "Internal Server Error", "not JSON"),
+        (JSON, '{"error": "unavailable", "message": "down"}', "no metadata.timestamp"),
+        (JSON, '{"message": "down"' + META + "}", "no 'error'"),
+        (JSON, '{"error": "unavailable"' + META + "}", "no 'message'"),
+        (JSON, '{"error": "", "message": "down"' + META + "}", "no 'error'"),
+    ],
+)  # fmt: skip
+def test_an_error_without_the_one_shape_is_refused_with_the_reason(
+    content_type: str, body: str, why: str
 ) -> None:
-    env = {**service, "LOADTEST_WORKERS": "2", "LOADTEST_SCENARIO": "hot,many",
-           "LOADTEST_DURATION": "8s", "LOADTEST_USERS": "6"}  # fmt: skip
-    run = harness.driver(env, tmp_path)
-    assert run.code == 0, run.output
-    s = run.summary
-    assert s["workers"] == "2 of 2 workers reported", run.output
-    assert s["passed"] and s["acked"] > 100 and s["counters"] > 2
-    assert (tmp_path / "hot+many.html").is_file() and (tmp_path / "hot+many_stats.csv").is_file()
+    assert why in error_problem(content_type, body.encode())
