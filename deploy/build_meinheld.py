@@ -4,14 +4,14 @@ Why: meinheld's source bundles ``greenlet.h`` from greenlet 0.4 (2013) and reads
 greenlet's parent and state straight from struct fields. greenlet 2 and 3 no
 longer have those fields, so the PyPI build crashes as soon as a request waits
 cooperatively (``meinheld.server.trampoline``), which the service does on every
-Redis call (``service/coop.py``). Compiled against the installed greenlet's own
+Redis call (``service/fastpath/coop.py``). Compiled against the installed greenlet's own
 header, the same reads go through greenlet's C API. That API returns the parent
 as a new reference where meinheld expects a borrowed one, so it is released.
 
 It also adds ``_current_client``, ``_park`` and ``_wake`` (see ``PARK_C``): a
 request parks with nothing registered in the event loop and is resumed from the
 loop's pending queue, so the requests sharing a pipelined Redis connection
-(``service/pipeline.py``) wait and wake without a syscall each.
+(``service/fastpath/pipeline.py``) wait and wake without a syscall each.
 
 Liveness (see ``LIVE_C``): a wait on an fd the loop cannot register (at or past
 picoev's ``max_fd``) raises ``OSError`` instead of parking its request for good;
@@ -39,7 +39,7 @@ from pathlib import Path
 VERSION = "1.0.2"
 LOCAL_VERSION = f"{VERSION}+greenlet3.park.live"
 
-# Park and wake a request's greenlet with no syscall (service/pipeline.py): _park()
+# Park and wake a request's greenlet with no syscall (service/fastpath/pipeline.py): _park()
 # switches the running request to the loop with nothing registered; _wake(client)
 # queues its resumption on the loop's pending queue, run before the next poll.
 PARK_C = """\
@@ -161,6 +161,13 @@ static PyObject *meinheld_refused_connections(PyObject *self, PyObject *unused) 
 
 static void accept_callback(picoev_loop *loop, int fd, int events,
 """
+ACCEPT_CALLBACK = "static void accept_callback(picoev_loop *loop, int fd, int events,\n"
+TRAMPOLINE_ARGS = (
+    '"i|OOi:trampoline", keywords,\n'
+    "                                   &fd, &read, &write, &timeout)) {\n"
+    "    return NULL;\n"
+    "  }\n"
+)
 
 # (file, text in meinheld's source, replacement): each must match exactly once.
 EDITS = (
@@ -187,7 +194,7 @@ EDITS = (
         '    {"_set_client_fd_limit", meinheld_set_client_fd_limit, METH_VARARGS, 0},\n'
         '    {"_refused_connections", meinheld_refused_connections, METH_NOARGS, 0},\n',
     ),
-    ("meinheld/server/server.c", "static void accept_callback(picoev_loop *loop, int fd, int events,\n", LIVE_C),
+    ("meinheld/server/server.c", ACCEPT_CALLBACK, LIVE_C),
     (
         "meinheld/server/server.c",
         '      if (client_fd != -1) {\n        DEBUG("accept fd %d", client_fd);\n',
@@ -216,9 +223,8 @@ EDITS = (
     ),
     (
         "meinheld/server/server.c",
-        '"i|OOi:trampoline", keywords,\n                                   &fd, &read, &write, &timeout)) {\n    return NULL;\n  }\n',
-        '"i|OOi:trampoline", keywords,\n                                   &fd, &read, &write, &timeout)) {\n    return NULL;\n  }\n'
-        "  if (main_loop == NULL || fd >= picoev.max_fd) {\n"
+        TRAMPOLINE_ARGS,
+        TRAMPOLINE_ARGS + "  if (main_loop == NULL || fd >= picoev.max_fd) {\n"
         '    PyErr_Format(PyExc_OSError, "trampoline: fd %d cannot join the event loop "\n'
         '                 "(max_fd %d)", fd, picoev.max_fd);\n'
         "    return NULL;\n"

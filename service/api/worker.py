@@ -101,7 +101,7 @@ class _RefusalLog:
         server.schedule_call(1, self.tick)
 
     def tick(self) -> None:
-        from service.metrics import REFUSED
+        from service.api.metrics import REFUSED
 
         total = int(server._refused_connections())
         if total > self.seen:

@@ -31,10 +31,10 @@ class CommandRefused(Exception):
 class LeanRedis:
     """Safe for threads and greenlets: each call borrows a connection from a pool per node.
 
-    With ``wait`` (under meinheld, see ``service.coop``) the connections are
+    With ``wait`` (under meinheld, see ``service.fastpath.coop``) the connections are
     non-blocking and a request waiting for Redis lets the worker serve others.
     With ``hooks`` too, a request's single-reply commands go instead over one
-    pipelined connection per node (``service.pipeline``), shared by every request
+    pipelined connection per node (``service.fastpath.pipeline``), shared by every request
     in flight; ASKING pairs and calls outside a request still use the pool.
     """
 

@@ -3,7 +3,7 @@
 A blocking read (hydrating a new counter, a key lookup) parks the whole worker:
 every request it holds, most of them Redis-only, waits out the database's round
 trip. Under meinheld, ``CoopConnection`` waits for its socket through the event
-loop instead, as Redis calls do (``service.coop``).
+loop instead, as Redis calls do (``service.fastpath.coop``).
 
 psycopg's pool hands out connections under thread locks, and makes them in
 threads whose connects a request would wait for on a thread condition: either

@@ -35,7 +35,7 @@ class ConnectionLost(Exception):
 
 # Waits until ``fd`` is readable or ``timeout`` seconds pass (then raises OSError).
 # Given one, a connection is non-blocking and yields to other requests while Redis
-# answers (see ``service.coop``); without one, it blocks the thread.
+# answers (see ``service.fastpath.coop``); without one, it blocks the thread.
 WaitReadable = Callable[[int, float], None]
 # Waits until ``fd`` is readable (read) and/or writable (write), or raises OSError
 # after about ``timeout`` seconds: how a connect waits through meinheld's loop.

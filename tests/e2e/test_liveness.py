@@ -28,7 +28,7 @@ from service.apikeys import create_key
 from service.migrate import migrate
 from service.settings import Settings, _parse_nodes
 from tests.e2e.server import Gunicorn, settings_env
-from tests.integration.test_node_restart import _owner_index
+from tests.helpers import owner_index
 
 KEY_HEADER = "requiems-api-key"
 
@@ -101,7 +101,7 @@ def paths_by_owner(
     found = []
     for i in range(2000):
         ns = f"c{i}"
-        if (_owner_index(cluster, settings, tenant, ns) == owner) == on:
+        if (owner_index(cluster, settings, tenant, ns) == owner) == on:
             found.append(f"/v1/misc/counter/{ns}")
             if len(found) == n:
                 return found
