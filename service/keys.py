@@ -55,10 +55,12 @@ class BucketKeys(NamedTuple):
     values: str  # hash: member -> value
     epochs: str  # hash: member -> epoch, only for counters whose epoch > 0
     dirty: str  # sorted set: member -> first-dirty time in ms
+    lineage: str  # string: "<node replid>:<start µs>:<o|s>", where the bucket's history comes from
+    base: str  # hash: member -> value when an open lineage began (until it is settled)
 
 
 # Each key of a bucket is c:{<bucket>}:<suffix>; the Lua headers name them c:{b}:<suffix>.
-KEY_SUFFIXES = BucketKeys(values="v", epochs="e", dirty="d")
+KEY_SUFFIXES = BucketKeys(values="v", epochs="e", dirty="d", lineage="l", base="b")
 
 
 def bucket_keys(bucket: int) -> BucketKeys:
@@ -70,5 +72,5 @@ def key_role(name: str) -> int:
     """Position in ``BucketKeys`` of a key named like ``c:{b}:v`` (any tag): 0 for values."""
     prefix, _, suffix = name.rpartition(":")
     if not (prefix.startswith("c:{") and prefix.endswith("}")) or suffix not in KEY_SUFFIXES:
-        raise ValueError(f"{name!r} is not a bucket key c:{{<bucket>}}:<v|e|d>")
+        raise ValueError(f"{name!r} is not a bucket key c:{{<bucket>}}:<v|e|d|l|b>")
     return KEY_SUFFIXES.index(suffix)

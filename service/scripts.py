@@ -39,7 +39,7 @@ class Script:
         source = lua_source(name)
         named = {int(i): key_role(key) for i, key in _HEADER_KEY.findall(source)}
         if not named or sorted(named) != list(range(1, len(named) + 1)):
-            raise ValueError(f"{name}.lua: the header must name KEYS[1..n] as c:{{b}}:<v|e|d>")
+            raise ValueError(f"{name}.lua: the header must name KEYS[1..n] as c:{{b}}:<suffix>")
         sha = hashlib.sha1(source.encode()).hexdigest()
         return cls(name, source, sha, tuple(named[i] for i in sorted(named)))
 
@@ -51,4 +51,5 @@ class Script:
 INCR = Script.load("incr")  # increment and mark dirty (the API's hot path)
 SNAPSHOT = Script.load("snapshot")  # the flusher: read a window of dirty counters
 CLEAR_DIRTY = Script.load("clear_dirty")  # the flusher: clear marks after a commit
-RAISE_TO = Script.load("raise_to")  # repair: raise Redis to PostgreSQL's state
+SETTLE = Script.load("settle")  # the flusher: add what a new lineage lacks, close it
+REOPEN = Script.load("reopen")  # repair: start a new lineage so the flusher settles it

@@ -21,7 +21,12 @@ class NewTenant(Protocol):
 def backend_settings(
     request: pytest.FixtureRequest, kind: str, pg_dsn: str, **extra: Any
 ) -> Settings:
-    """Settings for a "cluster" or "single" Redis backend, on the session's servers."""
+    """Settings for a "cluster" or "single" Redis backend, on the session's servers.
+
+    Each backend writes its own database (see the ``pg_dsns`` fixture): ``pg_dsn``
+    only chooses the server.
+    """
+    pg_dsn = request.getfixturevalue("pg_dsns")[kind]
     if kind == "cluster":
         nodes = request.getfixturevalue("cluster_servers")[0]
         return Settings(pg_dsn=pg_dsn, redis_nodes=_parse_nodes(nodes), redis_timeout=5.0, **extra)

@@ -24,6 +24,7 @@ from service.migrate import migrate
 from service.redis_conn import connect
 from service.settings import Settings, _parse_nodes
 from tests import backends
+from tests.backends import copy_key
 from tests.builders import NewTenant, backend_settings, make_store
 
 
@@ -53,24 +54,51 @@ def pg_servers(run_dir: Path) -> Iterator[tuple[str, PostgresServer | None]]:
 
 
 @pytest.fixture(scope="session")
-def pg_dsn(pg_servers: tuple[str, PostgresServer | None]) -> str:
-    return pg_servers[0]
+def pg_dsns(pg_servers: tuple[str, PostgresServer | None]) -> dict[str, str]:
+    """A database per Redis backend ("cluster", "single") and a migrated template.
+
+    PostgreSQL records which Redis history each bucket's counts come from (bucket
+    lineages): two Redis deployments flushing into one database would each find the
+    other's lineage current and their own stale. In production one Redis deployment
+    writes one database; so here each backend gets its own.
+    """
+    main = pg_servers[0]
+    return {
+        "cluster": main,
+        "single": backends.create_database(main, "counter_single"),
+        "template": backends.create_database(main, "counter_template"),
+    }
+
+
+@pytest.fixture
+def pg_dsn(request: pytest.FixtureRequest, pg_dsns: dict[str, str]) -> str:
+    """The database of the test's Redis backend (the cluster's when it has none)."""
+    callspec = getattr(request.node, "callspec", None)
+    params = callspec.params if callspec is not None else {}
+    kind = next((str(params[n]) for n in ("settings", "backend") if n in params), "cluster")
+    return pg_dsns["single" if kind.startswith("single") else "cluster"]
+
+
+@pytest.fixture
+def own_pg_dsn(pg_dsns: dict[str, str]) -> str:
+    """A fresh, migrated database, for a test that runs a Redis deployment of its own."""
+    return backends.create_database(pg_dsns["template"], f"counter_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture(
     scope="session", params=["cluster-lean", "single-lean", "cluster-redispy", "single-redispy"]
 )
-def settings(request: pytest.FixtureRequest, pg_dsn: str) -> Settings:
+def settings(request: pytest.FixtureRequest, pg_dsns: dict[str, str]) -> Settings:
     """Settings for one Redis backend and hot-path client; dependent tests run on each."""
     kind, client = request.param.split("-")
     client = "redis-py" if client == "redispy" else client
-    return backend_settings(request, kind, pg_dsn, redis_client=client)
+    return backend_settings(request, kind, pg_dsns[kind], redis_client=client)
 
 
 @pytest.fixture(params=["cluster", "single"])
-def backend(request: pytest.FixtureRequest, pg_dsn: str) -> Settings:
+def backend(request: pytest.FixtureRequest, pg_dsns: dict[str, str]) -> Settings:
     """Settings per Redis backend only, for code that always uses redis-py (the flusher)."""
-    return backend_settings(request, request.param, pg_dsn)
+    return backend_settings(request, request.param, pg_dsns[request.param])
 
 
 @pytest.fixture
@@ -82,8 +110,12 @@ def r(backend: Settings) -> Iterator[Redis | RedisClusterClient]:
 
 
 @pytest.fixture(scope="session")
-def cluster_settings(pg_dsn: str, cluster_servers: tuple[str, RedisCluster | None]) -> Settings:
-    return Settings(pg_dsn=pg_dsn, redis_nodes=_parse_nodes(cluster_servers[0]), redis_timeout=5.0)
+def cluster_settings(
+    pg_dsns: dict[str, str], cluster_servers: tuple[str, RedisCluster | None]
+) -> Settings:
+    return Settings(
+        pg_dsn=pg_dsns["cluster"], redis_nodes=_parse_nodes(cluster_servers[0]), redis_timeout=5.0
+    )
 
 
 @pytest.fixture
@@ -102,12 +134,16 @@ def rclient(settings: Settings) -> Iterator[Redis | RedisClusterClient]:
 
 
 @pytest.fixture
-def new_tenant(pg_dsn: str) -> NewTenant:
-    """Factory: a fresh tenant with an API key, so tests never share counters."""
+def new_tenant(pg_dsn: str, pg_dsns: dict[str, str]) -> NewTenant:
+    """Factory: a fresh tenant with an API key (the same in every backend's database),
+    so tests never share counters."""
 
     def make(prefix: str = "t") -> tuple[str, str]:
         tenant = f"{prefix}{uuid.uuid4().hex[:12]}"
-        return tenant, create_key(pg_dsn, tenant)[1]
+        key = create_key(pg_dsn, tenant)[1]
+        for dsn in {pg_dsns["cluster"], pg_dsns["single"]} - {pg_dsn}:
+            copy_key(pg_dsn, dsn, key)
+        return tenant, key
 
     return make
 

@@ -31,12 +31,13 @@ def increment(r: Any, n_buckets: int, tenant: str, counts: dict[str, int]) -> No
     now = int(time.time() * 1000)
     for node, names in per_node(r, n_buckets, tenant, list(counts)).items():
         node.script_load(INCR.source)
+        replid = node.info("replication")["master_replid"]  # the node's history (incr.lua)
         pipe = node.pipeline(transaction=False)
         for ns in names:
             script_keys = INCR.keys(keys.bucket_keys(keys.bucket_of(tenant, ns, n_buckets)))
             for _ in range(counts[ns]):
                 member = keys.member(tenant, ns)
-                pipe.evalsha(INCR.sha, len(script_keys), *script_keys, member, now, "0", 0)
+                pipe.evalsha(INCR.sha, len(script_keys), *script_keys, member, now, "0", 0, replid)
         pipe.execute()
 
 

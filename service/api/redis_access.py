@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from redis.cluster import RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from service.fastpath.coop import LoopHooks
 from service.fastpath.lean_redis import CommandRefused, LeanRedis
@@ -29,6 +30,16 @@ from service.settings import Settings
 Part = str | int | bytes
 
 
+class _Replid:
+    """Stands in a command for the replication id of the node it is sent to."""
+
+    def __repr__(self) -> str:
+        return "REPLID"
+
+
+REPLID = _Replid()  # see incr.lua: the script checks its node's history with it
+
+
 class RedisUnavailable(Exception):
     """Redis failed, refused, or did not answer in time (outcome unknown for writes)."""
 
@@ -38,7 +49,7 @@ class ScriptMissing(Exception):
 
 
 class Transport(Protocol):
-    def send(self, slot: int, *command: Part) -> Any:
+    def send(self, slot: int, *command: Part | _Replid) -> Any:
         """One command on the master of ``slot``; its reply. Raises ScriptMissing on
         NOSCRIPT, RedisUnavailable on any other failure; never re-sends."""
         ...
@@ -52,9 +63,14 @@ class LeanTransport:
     def __init__(self, client: LeanRedis) -> None:
         self.client = client
 
-    def send(self, slot: int, *command: Part) -> Any:
+    def send(self, slot: int, *command: Part | _Replid) -> Any:
         try:
-            return self.client.execute(slot, pack(*command))
+            if REPLID in command:
+                return self.client.execute(
+                    slot,
+                    lambda replid: pack(*(replid if p is REPLID else p for p in command)),  # type: ignore[arg-type]
+                )
+            return self.client.execute(slot, pack(*command))  # type: ignore[arg-type]
         except ConnectionLost as exc:
             raise RedisUnavailable(str(exc)) from None
         except CommandRefused as exc:
@@ -73,18 +89,46 @@ class LeanTransport:
 
 
 class RedisPyTransport:
-    """redis-py routes by the command's keys itself (EVALSHA included): ``slot`` is unused."""
+    """redis-py routes by the command's keys itself (EVALSHA included); ``slot`` only
+    names the node whose replication id stands for ``REPLID``."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
+        self._replids: dict[str, str] = {}  # node name -> its replication id
 
-    def send(self, slot: int, *command: Part) -> Any:
+    def send(self, slot: int, *command: Part | _Replid) -> Any:
         try:
-            return self.client.execute_command(*command)
+            if REPLID not in command:
+                return self.client.execute_command(*command)
+            for _ in range(3):  # a STALETOKEN answer did nothing: learn and send again
+                node, replid = self._replid(slot)
+                try:
+                    return self.client.execute_command(
+                        *(replid if p is REPLID else p for p in command)
+                    )
+                except ResponseError as exc:
+                    kind, _, actual = str(exc).partition(" ")
+                    if kind != "STALETOKEN":
+                        raise
+                    self._replids[node] = actual
+            raise RedisUnavailable("the node's replication id kept changing")
         except NoScriptError:
             raise ScriptMissing() from None
         except RedisError as exc:
             raise RedisUnavailable(repr(exc)) from None
+
+    def _replid(self, slot: int) -> tuple[str, str]:
+        """(name, replication id) of the master serving ``slot``."""
+        node = self.client
+        if isinstance(self.client, RedisCluster):
+            served = self.client.nodes_manager.get_node_from_slot(slot)
+            node = self.client.get_redis_connection(served)
+        pool = node.connection_pool.connection_kwargs
+        name = f"{pool.get('host')}:{pool.get('port')}"
+        known = self._replids.get(name)
+        if known is None:
+            known = self._replids[name] = str(node.info("replication")["master_replid"])
+        return name, known
 
     def ping(self) -> bool:
         try:
@@ -109,7 +153,7 @@ class CounterRedis:
         self._slots = [key_slot(k.values.encode()) for k in self.keys]
         self._script_keys: dict[Script, list[tuple[str, ...]]] = {}
 
-    def run(self, script: Script, bucket: int, *args: Part) -> Any:
+    def run(self, script: Script, bucket: int, *args: Part | _Replid) -> Any:
         """Run ``script`` on ``bucket``'s keys with ``args``; its reply."""
         per_bucket = self._script_keys.get(script)
         if per_bucket is None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from service import keys
 from service.api.metrics import HYDRATIONS
 from service.api.pg import Database
-from service.api.redis_access import CounterRedis, RedisUnavailable
+from service.api.redis_access import REPLID, CounterRedis, RedisUnavailable
 from service.errors import BackendUnavailable, OutcomeUnknown
 from service.logs import OutageLog
 from service.scripts import INCR
@@ -79,7 +79,7 @@ class CounterStore:
 
     def _incr(self, bucket: int, args: tuple[str, int, str | int, int]) -> int:
         try:
-            value = int(self.redis.run(INCR, bucket, *args))
+            value = int(self.redis.run(INCR, bucket, *args, REPLID))
         except RedisUnavailable as exc:
             # Unknown outcome (timeout, dropped connection) or refused (down):
             # never guess, never resend. The client may retry.

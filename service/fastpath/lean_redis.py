@@ -8,8 +8,9 @@ a lost connection or a timeout, whose outcome is unknown.
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from service.fastpath.coop import LoopHooks
@@ -22,6 +23,8 @@ MAX_REDIRECTS = 10
 MAX_IDLE = 64  # idle connections kept per node; more are closed after their call
 TRYAGAIN_PAUSE = 0.05  # seconds
 ASKING = pack("ASKING")
+REPLID = re.compile(rb"master_replid:([0-9a-f]+)")
+PerNode = Callable[[str], bytes]  # a command built for one node, from its replication id
 
 
 class CommandRefused(Exception):
@@ -58,6 +61,7 @@ class LeanRedis:
         self._stale = False  # reload the slot map on the next call
         self._refreshing = False  # a request is reloading it
         self._failed_at: dict[Addr, float] = {}  # when a call to a node last failed
+        self._replids: dict[Addr, str] = {}  # see ``replid``
 
     def _call(self, addr: Addr, packed: bytes, replies: int = 1) -> Any:
         """One call on a connection lent from ``addr``'s pool, returned after a reply.
@@ -136,6 +140,7 @@ class LeanRedis:
         try:
             slots = self.refresh_slots()
             self._stale = False
+            self._replids.clear()  # roles may have changed with the map: ask again
         except ConnectionLost:
             if self._slots is None:
                 raise
@@ -152,18 +157,24 @@ class LeanRedis:
             raise CommandRefused(f"slot {slot} is not served by any node")
         return addr
 
-    def execute(self, slot: int, packed: bytes) -> Any:
-        """Run one packed command on the master of ``slot``; return its reply."""
+    def execute(self, slot: int, packed: bytes | PerNode) -> Any:
+        """Run one packed command on the master of ``slot``; return its reply.
+
+        ``packed`` may be a function of the node's replication id (see ``replid``),
+        called for the node the command is sent to, after any redirection.
+        """
         addr = self._node_for(slot)
         asking = False
         tries = 0
         while tries < MAX_REDIRECTS:
             tries += 1
             try:
-                reply = self._call(addr, ASKING + packed, 2) if asking else self._call(addr, packed)
+                data = packed if isinstance(packed, bytes) else packed(self.replid(addr))
+                reply = self._call(addr, ASKING + data, 2) if asking else self._call(addr, data)
             except ConnectionLost:
                 # The node may be gone for good (a replica promoted elsewhere): ask the
                 # cluster for the map again on the next call. This call is not re-sent.
+                self._replids.pop(addr, None)
                 if self.cluster:
                     self._stale = True
                     self._failed_at[addr] = time.monotonic()
@@ -172,7 +183,11 @@ class LeanRedis:
                 return reply
             message = str(reply)
             kind, _, rest = message.partition(" ")
+            if kind == "STALETOKEN":  # the node is not the history we named: it did nothing
+                self._replids[addr] = rest
+                continue
             if kind in ("MOVED", "ASK"):
+                self._replids.pop(addr, None)
                 target = rest.split(" ")[1]
                 host, _, port = target.rpartition(":")
                 addr = (host or addr[0], int(port))
@@ -187,6 +202,24 @@ class LeanRedis:
                 continue
             raise CommandRefused(message)
         raise CommandRefused(f"too many redirections for slot {slot}")
+
+    def replid(self, addr: Addr) -> str:
+        """The replication id of the node at ``addr`` (asked once per connection).
+
+        It names the node's history: a promoted replica or a restarted node has a
+        new one (see incr.lua). Forgotten when the connection fails or the node
+        redirects, and corrected by a script that answers STALETOKEN.
+        """
+        known = self._replids.get(addr)
+        if known is None:
+            info = self._call(addr, pack("INFO", "replication"))
+            if isinstance(info, ReplyError):
+                raise CommandRefused(str(info))
+            match = REPLID.search(info)
+            if match is None:
+                raise CommandRefused(f"no master_replid from {addr[0]}:{addr[1]}")
+            known = self._replids[addr] = match.group(1).decode()
+        return known
 
     def _pause(self) -> None:
         """Wait ``TRYAGAIN_PAUSE``: in a request through the loop (timers tick per second)."""

@@ -1,10 +1,11 @@
 """One flush pass: every dirty counter of every partition this process can own.
 
-Per batch, the protocol of DESIGN §5: snapshot marks and ``(epoch, value)`` →
-one PostgreSQL transaction (COPY + guarded upsert) → repair counters where
-PostgreSQL is ahead → clear only the marks whose counter still has the flushed
-state. A crash between any two steps leaves the marks in place, so a later pass
-repeats the batch, and the guarded upsert makes the repeat a no-op.
+Per batch, the protocol of DESIGN §5: snapshot marks, ``(epoch, value)`` and each
+bucket's lineage → one PostgreSQL transaction (lineage decisions, COPY + guarded
+upsert) → repair by adding (settle open lineages, reopen buckets found behind) →
+clear only the marks whose counter still has the flushed state. A crash between
+any two steps leaves the marks in place, so a later pass repeats the batch, and
+the guarded upsert (and settle.lua's lineage check) makes the repeat a no-op.
 
 Ownership: one flusher at a time per PostgreSQL partition (session advisory lock
 ``(LOCK_CLASS, partition)``, tried, or awaited by ``counterctl flush --once``),
@@ -21,7 +22,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
@@ -29,11 +30,11 @@ from dataclasses import dataclass
 import psycopg
 from redis.exceptions import RedisClusterException, RedisError
 
-from service.flusher.metrics import BATCH, CLEARED, LAG, ROWS
-from service.flusher.pg_side import FlushDb, Stored
+from service.flusher import lineage, repair
+from service.flusher.metrics import BATCH, CLEARED, LAG, ROWS, STALE
+from service.flusher.pg_side import FlushDb
 from service.flusher.plan import BatchPlanner, Window, partition_ranges
 from service.flusher.redis_side import Client, RedisSide
-from service.flusher.repair import raise_to_postgres
 from service.redis_conn import connect
 from service.settings import Settings
 
@@ -164,20 +165,33 @@ class Flusher:
         marks are cleared: ``_partition`` resumes it beside the next batch's write.
         Run to the end at once, it is the plain sequential protocol.
         """
-        # 1. Snapshot the marks and (epoch, value) of each counter, as COPY text.
+        # 1. Snapshot the marks and (epoch, value) of each counter, as COPY text, with
+        #    each bucket's lineage; the bases of lineages that are open.
         snaps = side.snapshot(windows)
         self.fault("snapshot")
-        rows = b"".join(s.rows for s in snaps)
-        n_rows = rows.count(b"\n")
-        # 2. One transaction: COPY into the staging table, then the guarded upsert.
-        written, ahead = 0, list[Stored]()
-        if rows:
-            with self.db.transaction():
-                written, ahead = self.db.upsert(rows, n_rows)
-                self.fault("copy")
+        opened = sorted({s.bucket for s in snaps if lineage.parse(s.lineage)[1] == "o"})
+        bases = side.bases(opened) if opened else b""
+        # 2. One transaction: the lineage decisions (and what an open lineage lacks),
+        #    then COPY into the staging table and the guarded upsert.
+        with self.db.transaction():
+            plan = lineage.decide(snaps, self.db.lineages(sorted({s.bucket for s in snaps})))
+            for bucket, ident in plan.accept.items():
+                self.db.accept(bucket, ident)
+            amounts = self.db.amounts(_rows_of(bases, plan.settle))
+            rows = b"".join(s.rows for s in plan.write)
+            n_rows = rows.count(b"\n")
+            written, behind = self.db.upsert(rows, n_rows) if rows else (0, [])
+            self.fault("copy")
         self.fault("commit")
-        # 4. Repair: raise Redis where PostgreSQL is ahead of what was read.
-        repaired = len(raise_to_postgres(side, ahead))
+        # 4. Repair, adding only: settle open lineages; reopen a bucket found behind.
+        repaired, _ = repair.settle(side, plan.settle, amounts)
+        repair.reopen_behind(side, behind)
+        if plan.stale:
+            STALE.inc(sum(s.rows.count(b"\n") for s in plan.stale))
+            log.warning(
+                "rows of a replaced lineage not written (a stale node)",
+                extra={"buckets": sorted({s.bucket for s in plan.stale})[:10]},
+            )
         BATCH.observe(n_rows)
         ROWS.inc(written)
         result.batches += 1
@@ -186,12 +200,20 @@ class Flusher:
         result.repaired += repaired
         yield
         # 3. Clear the marks whose counter still holds the state just committed.
-        cleared = sum(side.clear(snaps))
+        cleared = sum(side.clear(plan.write))
         self.fault("clear")
         CLEARED.inc(cleared)
         result.cleared += cleared
         if invalid := sum(s.invalid for s in snaps):
             log.warning("dirty marks of malformed members dropped", extra={"marks": invalid})
+
+
+def _rows_of(bases: bytes, buckets: Mapping[int, str]) -> bytes:
+    """The lines of COPY text ``bases`` whose bucket (first column) is in ``buckets``."""
+    keep = {str(b).encode() for b in buckets}
+    return b"".join(
+        line + b"\n" for line in bases.split(b"\n") if line and line.split(b"\t", 1)[0] in keep
+    )
 
 
 def _finish(batch: Iterator[None]) -> None:

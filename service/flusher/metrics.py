@@ -24,11 +24,16 @@ BATCH = Histogram(
 ROWS = Counter("counter_flush_rows_written_total", "Rows inserted or raised in PostgreSQL")
 CLEARED = Counter("counter_flush_marks_cleared_total", "Dirty marks cleared after a commit")
 REPAIRS = Counter(
-    "counter_flush_repairs_total", "Counters raised in Redis to their PostgreSQL state"
+    "counter_flush_repairs_total",
+    "Counters of a new lineage raised in Redis by what PostgreSQL held beyond their base",
 )
 REPAIRED = Counter(
     "counter_flush_repaired_increments_total",
-    "Sum of those raises: acknowledged increments Redis had lost",
+    "Sum of those additions: acknowledged increments Redis had lost",
+)
+STALE = Counter(
+    "counter_flush_stale_lineage_rows_total",
+    "Rows not written: their bucket's lineage was replaced in PostgreSQL (a stale node)",
 )
 FAILURES = Counter(
     "counter_flush_failures_total", "Flush passes that failed, by backend", ["backend"]

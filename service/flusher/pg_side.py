@@ -43,6 +43,28 @@ FROM flush_stage s CROSS JOIN LATERAL (
     WHERE bucket = s.bucket AND tenant = s.tenant AND namespace = s.namespace LIMIT 1
 ) c
 WHERE (c.epoch, c.value) > (s.epoch, s.value)"""
+LINEAGES_SQL = """
+SELECT bucket, lineage FROM bucket_lineages WHERE bucket = ANY(%s) ORDER BY bucket, seq"""
+ACCEPT_SQL = """
+INSERT INTO bucket_lineages (bucket, seq, lineage)
+SELECT %(bucket)s, coalesce(max(seq), 0) + 1, %(lineage)s
+FROM bucket_lineages WHERE bucket = %(bucket)s
+ON CONFLICT DO NOTHING"""
+SETTLE_STAGE_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS settle_stage (
+    bucket smallint NOT NULL, tenant text NOT NULL, namespace text NOT NULL,
+    epoch integer NOT NULL, base bigint NOT NULL
+) ON COMMIT DELETE ROWS"""
+SETTLE_COPY_SQL = "COPY settle_stage (bucket, tenant, namespace, epoch, base) FROM STDIN"
+# Where PostgreSQL holds more than a counter's (epoch, base): the epoch to take and the
+# amount settle.lua adds (value - base; below 0 only with a newer epoch, a lost reset).
+AMOUNTS_SQL = """
+SELECT s.bucket, s.tenant, s.namespace, s.epoch, c.epoch, c.value - s.base
+FROM settle_stage s CROSS JOIN LATERAL (
+    SELECT epoch, value FROM counters
+    WHERE bucket = s.bucket AND tenant = s.tenant AND namespace = s.namespace LIMIT 1
+) c
+WHERE (c.epoch, c.value) > (s.epoch, s.base)"""
 READ_SQL = """
 SELECT bucket, tenant, namespace, epoch, value FROM counters
 WHERE bucket = ANY(%(buckets)s) AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s)"""
@@ -56,6 +78,17 @@ class Stored(NamedTuple):
     namespace: str
     epoch: int
     value: int
+
+
+class Amount(NamedTuple):
+    """What settle.lua adds to a counter of an open lineage (see AMOUNTS_SQL)."""
+
+    bucket: int
+    tenant: str
+    namespace: str
+    epoch: int  # the counter's epoch in Redis, which the amount assumes
+    new_epoch: int
+    amount: int
 
 
 class FlushDb:
@@ -83,6 +116,7 @@ class FlushDb:
                 conn.execute("SET lock_timeout = '60s'")  # waits of `flush --once` are bounded
                 conn.execute("SET statement_timeout = '120s'")
                 conn.execute(STAGE_DDL)
+                conn.execute(SETTLE_STAGE_DDL)
             except BaseException:
                 conn.close()
                 raise
@@ -145,3 +179,25 @@ class FlushDb:
         """Stored rows of ``buckets`` (of one tenant, if given), for verify."""
         sql, args = READ_SQL, {"buckets": list(buckets), "tenant": tenant}
         return [Stored(*r) for r in self.conn().execute(sql, args).fetchall()]
+
+    def lineages(self, buckets: Sequence[int]) -> dict[int, list[str]]:
+        """The lineages PostgreSQL accepted for each of ``buckets``, oldest first."""
+        known: dict[int, list[str]] = {}
+        for bucket, lineage in self.conn().execute(LINEAGES_SQL, (list(buckets),)):
+            known.setdefault(int(bucket), []).append(str(lineage))
+        return known
+
+    def accept(self, bucket: int, lineage: str) -> None:
+        """Make ``lineage`` the bucket's current one (inside ``transaction()``)."""
+        self.conn().execute(ACCEPT_SQL, {"bucket": bucket, "lineage": lineage})
+
+    def amounts(self, bases: bytes) -> list[Amount]:
+        """For COPY text ``bases`` ("bucket\\ttenant\\tnamespace\\tepoch\\tbase\\n"): what
+        PostgreSQL holds beyond each counter's (epoch, base), where it holds more."""
+        if not bases:
+            return []
+        with self.conn().cursor() as cur:
+            with cur.copy(SETTLE_COPY_SQL) as copy:
+                copy.write(bases)
+            rows = cur.execute(AMOUNTS_SQL).fetchall()
+        return [Amount(*row) for row in rows]

@@ -15,7 +15,7 @@ redis-py's internals) and pipelines there.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple, TypeVar
 
@@ -28,10 +28,11 @@ from redis.exceptions import NoScriptError
 
 from service import keys
 from service.flusher.plan import Window
-from service.scripts import CLEAR_DIRTY, RAISE_TO, SNAPSHOT, Script
+from service.scripts import CLEAR_DIRTY, REOPEN, SETTLE, SNAPSHOT, Script
 
-SCRIPTS = (SNAPSHOT, CLEAR_DIRTY, RAISE_TO)
+SCRIPTS = (SNAPSHOT, CLEAR_DIRTY, SETTLE, REOPEN)
 Client = Redis | RedisCluster
+Settlement = tuple[str, int, int, int]  # member, epoch, new epoch, amount (settle.lua)
 Reply = Any  # a decoded RESP reply: bytes, int, list, None, or an error value
 T = TypeVar("T")
 
@@ -80,6 +81,7 @@ class Snapshot(NamedTuple):
     gone: int
     invalid: int
     at_ms: int
+    lineage: str  # the bucket's lineage when read (see ``service.flusher.lineage``)
 
 
 class RedisSide:
@@ -186,8 +188,8 @@ class RedisSide:
         at_ms = int(time.time() * 1000)
         raw = self._each(windows, lambda w: w.bucket, send)
         return [
-            Snapshot(w.bucket, rows, int(read), int(gone), int(invalid), at_ms)
-            for w, (rows, read, gone, invalid) in zip(windows, raw, strict=True)
+            Snapshot(w.bucket, rows, int(read), int(gone), int(invalid), at_ms, lineage.decode())
+            for w, (rows, read, gone, invalid, lineage) in zip(windows, raw, strict=True)
         ]
 
     def clear(self, snaps: Sequence[Snapshot]) -> list[int]:
@@ -204,14 +206,44 @@ class RedisSide:
             cleared[i] = int(n)
         return cleared
 
-    def raise_to(self, rows: Sequence[tuple[int, str, int, int]]) -> list[int | None]:
-        """Raise ``(bucket, member, epoch, value)`` where Redis is lower; old value or None."""
+    def bases(self, buckets: Sequence[int]) -> bytes:
+        """The bases of open lineages with each counter's epoch, as COPY text
+        "bucket\ttenant\tnamespace\tepoch\tbase\n"."""
 
-        def send(pipe: Pipeline, row: tuple[int, str, int, int]) -> None:
-            self._evalsha(pipe, RAISE_TO, row[0], *row[1:])
+        def send(pipe: Pipeline, b: int) -> None:
+            pipe.hgetall(self.keys[b].base)
+            pipe.hgetall(self.keys[b].epochs)
 
-        out = self._each(rows, lambda r: r[0], send)
-        return [int(o[0]) if o[0] else None for o in out]
+        out = self._each(buckets, int, send, per_item=2)
+        lines = []
+        for bucket, (base, epochs) in zip(buckets, out, strict=True):
+            for member, value in base.items():
+                tenant, namespace = keys.split_member(member.decode())
+                epoch = int(epochs.get(member, 0))
+                lines.append(f"{bucket}\t{tenant}\t{namespace}\t{epoch}\t{int(value)}\n")
+        return "".join(lines).encode()
+
+    def settle(self, items: Sequence[tuple[int, str, list[Settlement]]]) -> list[int]:
+        """``(bucket, lineage id, [(member, epoch, new epoch, amount)])``: apply and close
+        each lineage if it is still that one, open; increments added per item, or -1."""
+        now_ms = int(time.time() * 1000)
+
+        def send(pipe: Pipeline, item: tuple[int, str, list[Settlement]]) -> None:
+            flat = [x for one in item[2] for x in one]
+            self._evalsha(pipe, SETTLE, item[0], item[1], now_ms, *flat)
+
+        out = self._each(items, lambda i: i[0], send)
+        return [-1 if int(raised) < 0 else int(added) for raised, added in out]
+
+    def reopen(self, behind: Mapping[int, Sequence[str]]) -> list[int]:
+        """Open a new lineage on each bucket (1), unless one is open or it is empty (0),
+        and mark its members found ``behind`` dirty so the flusher settles it."""
+        now_ms = int(time.time() * 1000)
+        items = sorted(behind.items())
+        out = self._each(
+            items, lambda i: i[0], lambda p, i: self._evalsha(p, REOPEN, i[0], now_ms, *i[1])
+        )
+        return [int(o) for o in out]
 
     def read_buckets(
         self, buckets: Sequence[int]

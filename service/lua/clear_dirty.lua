@@ -7,10 +7,17 @@
 -- KEYS[1] = bucket dirty zset    c:{b}:d
 -- KEYS[2] = bucket values hash   c:{b}:v
 -- KEYS[3] = bucket epochs hash   c:{b}:e
+-- KEYS[4] = bucket lineage       c:{b}:l
 -- ARGV[1] = the rows snapshot.lua returned for this bucket, as flushed:
 --           "<bucket>\t<tenant>\t<namespace>\t<epoch>\t<value>\n" per counter
 -- ARGV[2] = when the rows were read, ms since the epoch
 -- returns the number of marks removed. Idempotent: safe to run again.
+-- A bucket whose lineage is open keeps every mark: they bring it back to the
+-- flusher, which settles it (settle.lua) before anything of it is written.
+local lineage = redis.call('GET', KEYS[4])
+if lineage and string.sub(lineage, -2) == ':o' then
+  return 0
+end
 local cleared = 0
 -- PERF: most buckets have no epochs hash at all (every epoch 0): skip one HGET per member.
 local has_epochs = redis.call('EXISTS', KEYS[3]) == 1

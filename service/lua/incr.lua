@@ -2,13 +2,44 @@
 -- KEYS[1] = bucket values hash   c:{b}:v   (member -> value)
 -- KEYS[2] = bucket dirty zset    c:{b}:d   (member -> first-dirty time, ms)
 -- KEYS[3] = bucket epochs hash   c:{b}:e   (member -> epoch, only when > 0)
+-- KEYS[4] = bucket lineage       c:{b}:l   ("<replid>:<start µs>:<o|s>")
+-- KEYS[5] = bucket base hash     c:{b}:b   (member -> value when the lineage began)
 -- ARGV[1] = member "<tenant>/<namespace>"
 -- ARGV[2] = now, ms since the epoch (score of a new dirty mark)
 -- ARGV[3] = seed value from PostgreSQL, or "" when the caller has not hydrated
 -- ARGV[4] = seed epoch from PostgreSQL (used with ARGV[3])
+-- ARGV[5] = the replication id (master_replid) of the node the caller addressed
 -- returns the new value, or -1 when the counter is missing and no seed was
 -- given: the caller reads PostgreSQL and calls again with the seed. A seed is
 -- applied only if the counter is still missing, so racing hydrations are safe.
+-- Returns the error "STALETOKEN <replid>" (nothing done) when ARGV[5] is not this
+-- node's: the caller learns the node's id and sends again.
+--
+-- Lineage (see docs/durability.md): a bucket's data carries the id of the node
+-- history it was counted in. A node with another replication id (a promoted replica,
+-- a restart) starts a new lineage: its values may lack acknowledged increments that
+-- PostgreSQL holds, so each counter's value now is kept as its base, and the flusher
+-- later adds what PostgreSQL holds beyond the base (settle.lua) before it flushes.
+local token = ARGV[5]
+local lineage = redis.call('GET', KEYS[4])
+if not lineage or string.sub(lineage, 1, #token + 1) ~= token .. ':' then
+  local replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
+  if replid ~= token then
+    return redis.error_reply('STALETOKEN ' .. tostring(replid))
+  end
+  local t = redis.call('TIME')
+  local id = token .. ':' .. t[1] .. string.format('%06d', tonumber(t[2]))
+  redis.call('DEL', KEYS[5])
+  if redis.call('EXISTS', KEYS[1]) == 1 then -- a history from elsewhere: open
+    local all = redis.call('HGETALL', KEYS[1])
+    for i = 1, #all, 1000 do -- unpack() is limited by the Lua stack: pairs in slices
+      redis.call('HSET', KEYS[5], unpack(all, i, math.min(i + 999, #all)))
+    end
+    redis.call('SET', KEYS[4], id .. ':o')
+  else -- a bucket new to this node: every counter comes from PostgreSQL
+    redis.call('SET', KEYS[4], id .. ':s')
+  end
+end
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
   if ARGV[3] == '' then
     return -1

@@ -3,10 +3,11 @@
 -- KEYS[1] = bucket dirty zset    c:{b}:d   (member -> first-dirty time, ms)
 -- KEYS[2] = bucket values hash   c:{b}:v   (member -> value)
 -- KEYS[3] = bucket epochs hash   c:{b}:e   (member -> epoch, only when > 0)
+-- KEYS[4] = bucket lineage       c:{b}:l   ("<replid>:<start µs>:<o|s>")
 -- ARGV[1] = first rank of the window (0 = oldest mark)
 -- ARGV[2] = last rank of the window, inclusive
 -- ARGV[3] = the bucket number (first column of every row)
--- returns {rows, read, gone, invalid}:
+-- returns {rows, read, gone, invalid, lineage}:
 --   rows    = one line per counter, "<bucket>\t<tenant>\t<namespace>\t<epoch>\t<value>\n",
 --             ready for COPY … FROM STDIN (text format) and for clear_dirty.lua;
 --   read    = marks in the window;
@@ -14,7 +15,8 @@
 --             nothing to flush, and the next increment hydrates it from PostgreSQL;
 --   invalid = marks dropped because the member is not "<tenant>/<namespace>" of
 --             [A-Za-z0-9_-]: incr.lua never writes one, it can never be flushed,
---             and so COPY text needs no escaping. The caller logs them.
+--             and so COPY text needs no escaping. The caller logs them;
+--   lineage = the bucket's lineage, read with the rows ("" when it has none yet).
 -- PERF: the rows are built here so that the flusher handles no counter one by one.
 local members = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2])
 local rows, gone, invalid = {}, 0, 0
@@ -36,4 +38,4 @@ for i = 1, #members, step do
     end
   end
 end
-return {table.concat(rows), #members, gone, invalid}
+return {table.concat(rows), #members, gone, invalid, redis.call('GET', KEYS[4]) or ''}

@@ -6,7 +6,8 @@ Findings per counter present in Redis, comparing ``(epoch, value)``:
 - Redis ahead and not dirty: *unflushed* — a mark was lost, PostgreSQL misses increments;
 - PostgreSQL ahead: *postgres-ahead* — Redis lost acknowledged increments.
 The last two are differences: the command exits non-zero unless ``--repair`` fixed
-them (raise Redis to PostgreSQL; mark the unflushed counter dirty again).
+them (reopen the bucket's lineage, so the next flush adds what Redis lacks without
+erasing newer increments; mark the unflushed counter dirty again).
 A counter only in PostgreSQL is fine: the next increment hydrates it.
 
 Reads race with increments and flushes, so each bucket is read in Redis first,
@@ -25,7 +26,7 @@ from service import keys
 from service.flusher.pg_side import FlushDb, Stored
 from service.flusher.plan import partition_ranges
 from service.flusher.redis_side import RedisSide
-from service.flusher.repair import raise_to_postgres
+from service.flusher.repair import reopen_behind
 
 State = tuple[int, int]  # (epoch, value), ordered like the flusher's guard
 CHUNK = 256  # buckets per round of reads
@@ -142,9 +143,9 @@ def _compare(
 def _repair(side: RedisSide, report: Report) -> None:
     behind = [f for f in report.findings if f.kind == "postgres-ahead"]
     targets = [Stored(f.row.bucket, f.row.tenant, f.row.namespace, *f.pg) for f in behind]
-    raise_to_postgres(side, targets)  # raises only what is still lower, and counts it
+    reopen_behind(side, targets)  # a new lineage: the next flush adds what Redis lacks
     for f in behind:
-        f.repaired = True  # now >= PostgreSQL (or gone from Redis: hydrated on next use)
+        f.repaired = True  # settled by the next flush pass (or gone: hydrated on next use)
     lost_marks = [f for f in report.findings if f.kind == "unflushed"]
     side.mark_dirty(
         [(f.row.bucket, keys.member(f.row.tenant, f.row.namespace)) for f in lost_marks],

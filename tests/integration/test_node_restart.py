@@ -25,11 +25,11 @@ N = 60
 
 
 def test_a_restarted_empty_master_loses_only_unflushed_increments(
-    tmp_path: Path, pg_dsn: str, new_tenant: NewTenant
+    tmp_path: Path, own_pg_dsn: str, new_tenant: NewTenant
 ) -> None:
     cluster = RedisCluster(tmp_path / "cluster", masters=3)
     try:
-        settings = Settings(pg_dsn=pg_dsn, redis_nodes=_parse_nodes(cluster.start()))
+        settings = Settings(pg_dsn=own_pg_dsn, redis_nodes=_parse_nodes(cluster.start()))
         store = make_store(settings)
         tenant, _ = new_tenant()
         names = [f"n{i}" for i in range(N)]
@@ -65,7 +65,7 @@ def test_a_restarted_empty_master_loses_only_unflushed_increments(
 
 
 def test_after_a_master_dies_and_its_slot_moves_the_next_call_finds_the_new_owner(
-    tmp_path: Path, pg_dsn: str, new_tenant: NewTenant
+    tmp_path: Path, own_pg_dsn: str, new_tenant: NewTenant
 ) -> None:
     """As after a failover: the old address refuses connections, the cluster names another
     master for the slot. One request fails with 503 (never re-sent); the next one succeeds."""
@@ -73,7 +73,7 @@ def test_after_a_master_dies_and_its_slot_moves_the_next_call_finds_the_new_owne
 
     cluster = RedisCluster(tmp_path / "cluster", masters=3)
     try:
-        settings = Settings(pg_dsn=pg_dsn, redis_nodes=_parse_nodes(cluster.start()))
+        settings = Settings(pg_dsn=own_pg_dsn, redis_nodes=_parse_nodes(cluster.start()))
         store = make_store(settings)
         tenant, _ = new_tenant()
         ns = next(

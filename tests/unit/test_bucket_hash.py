@@ -40,10 +40,11 @@ def test_each_script_takes_the_bucket_keys_in_the_order_its_header_names() -> No
     from service import scripts
 
     k = bucket_keys(7)
-    assert scripts.INCR.keys(k) == (k.values, k.dirty, k.epochs)
-    assert scripts.SNAPSHOT.keys(k) == (k.dirty, k.values, k.epochs)
+    assert scripts.INCR.keys(k) == (k.values, k.dirty, k.epochs, k.lineage, k.base)
+    assert scripts.SNAPSHOT.keys(k) == (k.dirty, k.values, k.epochs, k.lineage)
     assert scripts.CLEAR_DIRTY.keys(k) == (k.dirty, k.values, k.epochs)
-    assert scripts.RAISE_TO.keys(k) == (k.values, k.epochs, k.dirty)
+    assert scripts.SETTLE.keys(k) == (k.lineage, k.values, k.base, k.dirty)
+    assert scripts.REOPEN.keys(k) == (k.lineage, k.values, k.base)
 
 
 def test_a_script_header_without_bucket_keys_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
