@@ -63,6 +63,8 @@ class Settings:
     pg_connect_timeout: float = 2.0
     pg_statement_timeout: float = 2.0
     worker_connections: int = 1000  # client connections per meinheld worker; more get a 503
+    replica_ack: bool = False  # answer 200 only once a replica has the increment (WAIT 1)
+    replica_ack_timeout: float = 1.0  # seconds that WAIT waits before the request gets a 503
     max_body_bytes: int = 4096
     flush_interval: float = 1.0
     flush_batch: int = 5000
@@ -125,6 +127,10 @@ class Settings:
             ),
             worker_connections=get(
                 "COUNTER_WORKER_CONNECTIONS", _int_in(1, 1_000_000), d["worker_connections"]
+            ),
+            replica_ack=get("COUNTER_REPLICA_ACK", _flag, d["replica_ack"]),
+            replica_ack_timeout=get(
+                "COUNTER_REPLICA_ACK_TIMEOUT", _float_in(0.001, 60), d["replica_ack_timeout"]
             ),
             max_body_bytes=get("COUNTER_MAX_BODY_BYTES", _int_in(0, 1 << 20), d["max_body_bytes"]),
             flush_interval=get(
@@ -196,6 +202,12 @@ def _int_in(low: int, high: int) -> Callable[[str], int]:
 
 def _float_in(low: float, high: float) -> Callable[[str], float]:
     return _number_in(float, low, high)
+
+
+def _flag(raw: str) -> bool:
+    if raw not in ("0", "1"):
+        raise ValueError("must be 0 or 1")
+    return raw == "1"
 
 
 def _choice(options: Mapping[str, object]) -> Callable[[str], str]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from service.fastpath.coop import LoopHooks
-from service.fastpath.pipeline import PipelinedNode
+from service.fastpath.pipeline import NotReplicated, PipelinedNode
 from service.fastpath.resp import ConnectionLost, NodeConnection, ReplyError, WaitReadable, pack
 
 Addr = tuple[str, int]
@@ -49,8 +49,10 @@ class LeanRedis:
         timeout: float,
         wait: WaitReadable | None = None,
         hooks: LoopHooks | None = None,
+        replica_ack: float | None = None,
     ) -> None:
         self.seeds = list(seeds)
+        self.replica_ack = replica_ack  # seconds to wait for one replica (WAIT 1), or None
         self.cluster = cluster
         self.timeout = timeout
         self.wait = wait
@@ -76,7 +78,9 @@ class LeanRedis:
             if owner is not None:  # in a request: share the node's pipelined connection
                 pipe = self._pipes.get(addr)
                 if pipe is None:
-                    pipe = self._pipes[addr] = PipelinedNode(addr, self.timeout, hooks)
+                    pipe = self._pipes[addr] = PipelinedNode(
+                        addr, self.timeout, hooks, self.replica_ack
+                    )
                 return pipe.call(packed, owner)
         idle = self._idle.get(addr)
         if idle is None:
@@ -89,6 +93,14 @@ class LeanRedis:
             )
         try:
             reply = conn.call(packed, replies)
+            if self.replica_ack is not None:  # the same connection: WAIT covers its writes
+                acked = conn.call(pack("WAIT", 1, max(1, int(self.replica_ack * 1000))))
+                if not (isinstance(acked, int) and acked >= 1):
+                    raise NotReplicated(f"{addr[0]}:{addr[1]}: no replica acknowledged in time")
+        except NotReplicated:
+            if len(idle) < MAX_IDLE:
+                idle.append(conn)
+            raise
         except ConnectionLost:
             while idle:
                 idle.pop().close()

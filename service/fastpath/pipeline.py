@@ -51,12 +51,13 @@ import os
 import socket
 import time
 from collections import deque
+from itertools import islice
 from typing import Any
 
 import hiredis
 
 from service.fastpath.coop import LoopHooks
-from service.fastpath.resp import ConnectionLost, open_socket
+from service.fastpath.resp import ConnectionLost, open_socket, pack
 
 log = logging.getLogger("counter.pipeline")
 RETRY_AFTER = 1.0  # seconds of immediate failures after a connect failure
@@ -66,10 +67,14 @@ class NotSent(ConnectionLost):
     """The command never reached Redis (no connection): it certainly did not run."""
 
 
+class NotReplicated(ConnectionLost):
+    """Applied on the master, but no replica acknowledged it in time (``replica_ack``)."""
+
+
 class _Pending:
     """One command in flight and the request (greenlet) waiting for its reply."""
 
-    __slots__ = ("owner", "reply", "error", "done", "read_next", "woken")
+    __slots__ = ("owner", "reply", "error", "done", "read_next", "woken", "held")
 
     def __init__(self, owner: Any) -> None:
         self.owner = owner
@@ -78,15 +83,26 @@ class _Pending:
         self.done = False
         self.read_next = False  # woken to take over reading, not with a reply
         self.woken = False  # a wake was issued: never twice
+        self.held: list[_Pending] | None = None  # a WAIT: the commands it acknowledges
 
 
 class PipelinedNode:
     """All in-flight commands of one worker to one node, on one socket."""
 
-    def __init__(self, addr: tuple[str, int], timeout: float, hooks: LoopHooks) -> None:
+    def __init__(
+        self,
+        addr: tuple[str, int],
+        timeout: float,
+        hooks: LoopHooks,
+        replica_ack: float | None = None,
+    ) -> None:
+        """``replica_ack``: seconds a batch waits for one replica (``WAIT 1``), or None."""
         self.addr = addr
         self.timeout = timeout
         self.hooks = hooks
+        self._wait = (
+            None if replica_ack is None else pack("WAIT", 1, max(1, int(replica_ack * 1000)))
+        )
         self._sock: socket.socket | None = None
         self._reader = hiredis.Reader()
         self._out: list[bytes] = []  # queued, not yet sent
@@ -154,6 +170,13 @@ class PipelinedNode:
         sock, out = self._sock, self._out
         if sock is None or not out:
             return
+        if self._wait is not None:
+            # One WAIT after the batch holds every reply of it until a replica has it.
+            members = list(islice(reversed(self._pending), len(out)))
+            marker = _Pending(None)
+            marker.held = members
+            self._pending.append(marker)
+            out.append(self._wait)
         data = b"".join(out) if len(out) > 1 else out[0]
         self._out = []
         if self._unsent:  # a drain is under way: keep the order
@@ -229,9 +252,14 @@ class PipelinedNode:
                 reply = reader.gets()
                 while reply is not False:
                     p = pending.popleft()
-                    p.reply, p.done = reply, True
-                    if p is not mine:
-                        self._wake(p)
+                    if p.held is not None:
+                        self._release(p.held, reply, mine)
+                    elif self._wait is not None:
+                        p.reply = reply  # done when its batch's WAIT answers
+                    else:
+                        p.reply, p.done = reply, True
+                        if p is not mine:
+                            self._wake(p)
                     reply = reader.gets()
         except BaseException as exc:  # whatever it is, nobody may stay parked
             if isinstance(exc, ConnectionLost):
@@ -245,13 +273,35 @@ class PipelinedNode:
             if isinstance(exc, Exception):
                 raise lost from None
             raise
-        if pending:  # hand reading over to the oldest command still in flight
-            nxt = pending[0]
+        nxt = self._next_reader()
+        if nxt is not None:  # hand reading over to the oldest request still waiting
             nxt.read_next = True
             self._wake(nxt)
         else:
             self._reading = False
         return mine.reply
+
+    def _next_reader(self) -> _Pending | None:
+        """The oldest request still waiting: a command in flight, or one held by a WAIT."""
+        for p in self._pending:
+            if p.held is None:
+                return p
+            for q in p.held:
+                if not q.done:
+                    return q
+        return None
+
+    def _release(self, held: list[_Pending], acked: Any, mine: _Pending) -> None:
+        """A batch's WAIT answered: its replies go out if a replica has them, else 503s."""
+        lost = None
+        if not (isinstance(acked, int) and acked >= 1):
+            lost = NotReplicated(f"{self._where}: no replica acknowledged within the timeout")
+        for p in held:
+            if lost is not None:
+                p.error = NotReplicated(str(lost))
+            p.done = True
+            if p is not mine:
+                self._wake(p)
 
     def _wake(self, p: _Pending) -> None:
         """Wake ``p``'s request once; a wake that fails must not stop the others."""
@@ -276,9 +326,10 @@ class PipelinedNode:
                 sock.close()
         kind = type(lost)
         for p in pending:
-            if p is not mine and not p.done:
-                p.error, p.done = kind(str(lost)), True
-                self._wake(p)
+            for q in p.held if p.held is not None else (p,):
+                if q is not mine and not q.done:
+                    q.error, q.done = kind(str(lost)), True
+                    self._wake(q)
 
     def _watchdog(self) -> None:
         """Runs in the loop once a second while commands are in flight (see the diagram)."""
