@@ -15,7 +15,9 @@ import psycopg
 import pytest
 
 from service import keys
+from service.flusher.backoff import BackendStatus
 from service.flusher.flusher import Flusher
+from service.flusher.loop import attempt
 from service.flusher.pg_side import LOCK_CLASS
 from service.flusher.plan import partition_ranges
 from service.redis_conn import connect
@@ -318,3 +320,34 @@ def test_flush_lag_is_the_oldest_unflushed_mark_and_stays_true_for_a_busy_counte
     assert metric("counter_flush_lag_seconds") < 60
     assert r.zscore(k.dirty, member) is None
     f.close()
+
+
+def test_each_flusher_metric_counts_exactly_what_a_pass_did(
+    backend: Settings, r: Any, flusher: Flusher, new_tenant: NewTenant
+) -> None:
+    """README's flusher metrics, by value: 100 dirty counters, one pass through the loop."""
+    flusher.flush_all()  # what earlier tests left dirty is flushed first
+    tenant, _ = new_tenant()
+    increment(r, backend.buckets, tenant, {f"m{i}": 1 + i % 3 for i in range(100)})
+    names = (
+        "counter_flush_rows_written_total",
+        "counter_flush_marks_cleared_total",
+        "counter_flush_batch_size_count",
+        "counter_flush_batch_size_sum",
+        "counter_flush_pass_seconds_count",
+    )
+    before = {name: metric(name) for name in names}
+    result = attempt(flusher, BackendStatus())
+    assert result is not None and (result.counters, result.rows_written) == (100, 100)
+    assert {name: metric(name) - before[name] for name in names} == {
+        "counter_flush_rows_written_total": 100,
+        "counter_flush_marks_cleared_total": 100,
+        "counter_flush_batch_size_count": result.batches,  # one observation per batch
+        "counter_flush_batch_size_sum": 100,
+        "counter_flush_pass_seconds_count": 1,
+    }
+    assert metric("counter_flush_backend_up", backend="redis") == 1
+    assert metric("counter_flush_backend_up", backend="postgres") == 1
+    assert 0 <= metric("counter_flush_lag_seconds") < 60  # these marks are seconds old
+    flusher.flush_all()
+    assert metric("counter_flush_lag_seconds") == 0  # nothing dirty at the start of the pass
