@@ -195,7 +195,7 @@ class Flusher:
         BATCH.observe(n_rows)
         ROWS.inc(written)
         result.batches += 1
-        result.counters += n_rows
+        result.counters += sum(s.rows.count(b"\n") for s in snaps)
         result.rows_written += written
         result.repaired += repaired
         yield

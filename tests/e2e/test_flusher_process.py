@@ -1,4 +1,4 @@
-"""``counter-flusher`` as a real process: SIGTERM drains, SIGKILL loses nothing, metrics served."""
+"""``counter-flusher`` as a real process: SIGTERM/SIGINT drain, SIGKILL loses nothing, metrics."""
 
 from __future__ import annotations
 
@@ -58,12 +58,18 @@ def scrape(port: int) -> str:
         return str(resp.read().decode())
 
 
-def test_sigterm_drains_every_increment_and_exits_0(
-    backend: Settings, r: Any, pg_dsn: str, new_tenant: NewTenant, tmp_path: Path
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_or_sigint_drains_every_increment_and_exits_0(
+    backend: Settings,
+    r: Any,
+    pg_dsn: str,
+    new_tenant: NewTenant,
+    tmp_path: Path,
+    sig: signal.Signals,
 ) -> None:
     tenant, _ = new_tenant()
     port, log = free_port(), tmp_path / "flusher.log"
-    # An hour between passes: only the drain on SIGTERM can flush what comes next.
+    # An hour between passes: only the drain on the signal can flush what comes next.
     env = flusher_env(
         backend,
         COUNTER_FLUSH_INTERVAL="3600",
@@ -83,7 +89,7 @@ def test_sigterm_drains_every_increment_and_exits_0(
         assert "counter_flush_rows_written_total" in exposition
         names = [f"e{i}" for i in range(500)]
         increment(r, backend.buckets, tenant, {ns: 1 + i % 4 for i, ns in enumerate(names)})
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
@@ -113,6 +119,9 @@ def test_sigkill_at_any_moment_loses_nothing_a_later_flush_does_not_write(
     finally:
         proc.kill()
         proc.wait(30)
+    at_kill = pg_states(pg_dsn, tenant)
+    assert 0 < len(at_kill) < len(names), len(at_kill)  # killed mid-flush
+    assert set(at_kill.values()) == {(0, 1)}  # what it wrote, it wrote once
     increment(r, backend.buckets, tenant, dict.fromkeys(names[::10], 1))
     flush(backend)
     expected = {ns: (0, 1 + (i % 10 == 0)) for i, ns in enumerate(names)}

@@ -191,3 +191,60 @@ def test_increments_reach_the_metric_within_about_a_second(
     while increments_metric(service_url) < before + 5 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert increments_metric(service_url) == before + 5
+
+
+def test_metrics_are_summed_over_all_workers(
+    cluster_settings: Settings, tmp_path: Path, new_tenant: NewTenant
+) -> None:
+    """60 increments spread over 2 workers: every scrape, whichever worker answers, says 60."""
+    import psutil
+
+    _, key = new_tenant()
+    server = Gunicorn(settings_env(cluster_settings, COUNTER_WORKERS="2"), tmp_path / "g.log")
+    try:
+        server.wait_ready()
+        parts = urlsplit(server.url)
+        conns = [
+            http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+            for _ in range(60)
+        ]
+        for conn in conns:
+            conn.request("POST", "/v1/misc/counter/summed", headers={"requiems-api-key": key})
+            assert conn.getresponse().read()
+        workers = psutil.Process(server.proc.pid).children()
+        served = [
+            sum(
+                1
+                for c in w.net_connections(kind="tcp")
+                if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == server.port
+            )
+            for w in workers
+        ]
+        assert min(served) > 0, served  # both workers counted some of them
+        for conn in conns:
+            conn.close()
+        deadline = time.monotonic() + 5  # each worker adds its count about once a second
+        while increments_metric(server.url) < 60 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [increments_metric(server.url) for _ in range(10)] == [60.0] * 10
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("worker_class", ["gthread", "sync"])
+def test_the_gthread_and_sync_workers_serve_the_api(
+    cluster_settings: Settings, tmp_path: Path, new_tenant: NewTenant, worker_class: str
+) -> None:
+    _, key = new_tenant()
+    env = settings_env(cluster_settings, COUNTER_WORKER_CLASS=worker_class, COUNTER_WORKERS="1")
+    server = Gunicorn(env, tmp_path / "g.log")
+    try:
+        server.wait_ready()
+        for expected in (1, 2):
+            status, body, _ = request(server.url, "POST", "/v1/misc/counter/plain", key)
+            assert (status, body["data"]["value"]) == (200, expected)
+        assert request(server.url, "GET", "/v1/misc/counter/plain", key)[1]["data"]["value"] == 2
+        assert increments_metric(server.url) == 2  # no meinheld timer: counted at once
+    finally:
+        assert server.stop() == 0
+    assert "meinheld" not in server.log.read_text()  # no warning: meinheld is not involved

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from dataclasses import replace
 from typing import Any
 
 import falcon.testing
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.api.app import create_app
 from service.api.pg import Database
 from service.api.store import CounterStore
 from service.apikeys import list_keys, revoke_key
 from service.keys import INVALID_NAMESPACE
+from service.logs import JsonFormatter
 from tests.builders import NewTenant
 from tests.helpers import redis_fields_of_tenant
 
@@ -169,7 +173,9 @@ def test_redis_down_is_503(settings: Any, pg_dsn: str, new_tenant: NewTenant) ->
     _, key = new_tenant()
     assert_error(client.simulate_post(MISC + "x", headers=hdr(key)), 503, "unavailable")
     assert_error(client.simulate_get(MISC + "x", headers=hdr(key)), 503, "unavailable")
-    assert client.simulate_get("/readyz").status_code == 503
+    ready = client.simulate_get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json == {"status": "unavailable", "checks": {"redis": False, "postgres": True}}
     assert client.simulate_get("/healthz").status_code == 200
     store.db.close()
 
@@ -184,31 +190,111 @@ def test_postgres_down_is_503(settings: Any) -> None:
     client = falcon.testing.TestClient(create_app(dead, store=store))
     assert_error(client.simulate_post(MISC + "x", headers=hdr("ck_any")), 503, "unavailable")
     ready = client.simulate_get("/readyz")
-    assert ready.status_code == 503 and ready.json["checks"]["postgres"] is False
+    assert ready.status_code == 503
+    assert ready.json == {"status": "unavailable", "checks": {"redis": True, "postgres": False}}
     store.db.close()
 
 
-def test_unexpected_errors_are_500_without_details(
-    settings: Any, store: CounterStore, new_tenant: NewTenant
-) -> None:
-    class Exploding(CounterStore):
-        def increment(self, tenant: str, namespace: str) -> int:
-            raise RuntimeError("secret-internal-detail")
+class Exploding(CounterStore):
+    """A store with a bug: every increment raises."""
 
+    def increment(self, tenant: str, namespace: str) -> int:
+        raise RuntimeError("secret-internal-detail")
+
+
+def test_unexpected_errors_are_500_without_details_and_logged_once_with_the_trace(
+    settings: Any, store: CounterStore, new_tenant: NewTenant, caplog: pytest.LogCaptureFixture
+) -> None:
     broken = Exploding(lambda: store.redis, store.db, store.n_buckets)
     client = falcon.testing.TestClient(create_app(settings, store=broken))
     _, key = new_tenant()
-    resp = client.simulate_post(MISC + "x", headers=hdr(key))
+    with caplog.at_level(logging.INFO):
+        resp = client.simulate_post(MISC + "x", headers=hdr(key))
     assert_error(resp, 500, "internal_error")
     assert "secret" not in resp.text and "Traceback" not in resp.text
+    logged = [json.loads(JsonFormatter().format(r)) for r in caplog.records]
+    assert len(logged) == 1  # once, by the error handler
+    assert logged[0]["level"] == "error" and logged[0]["event"] == "unhandled error"
+    assert logged[0]["exc"].startswith("Traceback")
+    assert "RuntimeError: secret-internal-detail" in logged[0]["exc"]
+
+
+def test_api_keys_never_reach_the_logs(
+    settings: Any,
+    store: CounterStore,
+    pg_dsn: str,
+    new_tenant: NewTenant,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every path that logs (outages, a bug, 401s) with keys in play: no key in any line."""
+    from service.api.redis_access import open_access
+
+    tenant, key = new_tenant()
+    unknown = "ck_" + "u" * 43
+    revoked_tenant, revoked = new_tenant()
+    revoke_key(pg_dsn, list_keys(pg_dsn, revoked_tenant)[0].id)
+    dead_redis = replace(settings, redis_nodes=(), redis_url="redis://127.0.0.1:1/0")
+    dead_pg = replace(settings, pg_dsn="postgresql://postgres@127.0.0.1:1/counter")
+    stores = [
+        store,
+        Exploding(lambda: store.redis, store.db, store.n_buckets),
+        CounterStore(lambda: open_access(dead_redis), Database(pg_dsn, max_size=2), 4096),
+        CounterStore(
+            lambda: open_access(settings), Database(dead_pg.pg_dsn, max_size=2, timeout=1), 4096
+        ),
+    ]
+    with caplog.at_level(logging.DEBUG):
+        for s in stores:
+            client = falcon.testing.TestClient(create_app(settings, store=s))
+            for k in (key, unknown, revoked):
+                client.simulate_post(MISC + "x", headers=hdr(k))
+                client.simulate_get(MISC + "x", headers=hdr(k))
+    lines = "\n".join(JsonFormatter().format(r) for r in caplog.records)
+    assert "redis unavailable" in lines and "postgres unavailable" in lines  # they did log
+    assert "unhandled error" in lines
+    for k in (key, unknown, revoked):
+        assert k not in lines and k[3:20] not in lines
+    for s in stores[2:]:
+        s.db.close()
+
+
+def sample(client: Any, name: str, **labels: str) -> float:
+    """The value of one sample of ``/metrics`` (0 when it is not there yet)."""
+    for family in text_string_to_metric_families(client.simulate_get("/metrics").text):
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return float(found.value)
+    return 0.0
 
 
 def test_ready_and_metrics(client: Any, new_tenant: NewTenant) -> None:
     _, key = new_tenant()
     client.simulate_post(MISC + "m", headers=hdr(key))
     ready = client.simulate_get("/readyz")
-    assert ready.status_code == 200 and ready.json["checks"] == {"redis": True, "postgres": True}
+    assert ready.status_code == 200
+    assert ready.json == {"status": "ok", "checks": {"redis": True, "postgres": True}}
     client.simulate_get(MISC + "bad.name", headers=hdr(key))
     metrics = client.simulate_get("/metrics").text
     assert "counter_increments_total" in metrics
     assert 'counter_http_errors_total{status="400"}' in metrics
+
+
+def test_each_metric_counts_exactly_what_it_names(client: Any, new_tenant: NewTenant) -> None:
+    """Values, not names: 3 increments (one of a new counter) and 2 errors of each kind."""
+    _, key = new_tenant()
+    before = {
+        "increments": sample(client, "counter_increments_total"),
+        "hydrations": sample(client, "counter_hydrations_total"),
+        "400": sample(client, "counter_http_errors_total", status="400"),
+        "401": sample(client, "counter_http_errors_total", status="401"),
+    }
+    for _ in range(3):
+        assert client.simulate_post(MISC + "metered", headers=hdr(key)).status_code == 200
+    assert client.simulate_get(MISC + "metered", headers=hdr(key)).status_code == 200  # no count
+    for _ in range(2):
+        client.simulate_post(MISC + "bad.name", headers=hdr(key))
+        client.simulate_post(MISC + "x", headers=hdr("ck_unknown"))
+    assert sample(client, "counter_increments_total") == before["increments"] + 3
+    assert sample(client, "counter_hydrations_total") == before["hydrations"] + 1  # the first
+    assert sample(client, "counter_http_errors_total", status="400") == before["400"] + 2
+    assert sample(client, "counter_http_errors_total", status="401") == before["401"] + 2

@@ -27,6 +27,15 @@ def test_backoff_jitter_stays_within_its_bounds() -> None:
     assert len(set(delays)) > 1
 
 
+def test_the_flushers_default_pacing_is_half_a_second_up_to_30_seconds() -> None:
+    """README: a backend that is down is retried with backoff from 0.5 s to 30 s, jittered."""
+    b = Backoff()
+    delays = [b.next_delay() for _ in range(100)]
+    assert 0.45 <= delays[0] <= 0.55 and 0.9 <= delays[1] <= 1.1
+    assert all(d <= 33.0 for d in delays)  # 30 s, +10% jitter at most
+    assert all(27.0 <= d for d in delays[7:])  # 0.5 * 2**6 = 32 > 30: capped from the 7th
+
+
 def test_backoff_needs_a_positive_base_below_the_cap() -> None:
     with pytest.raises(ValueError):
         Backoff(base=0, cap=1)
