@@ -97,6 +97,11 @@ class Settings:
                 "COUNTER_REDIS_URL (redis://host:port/db of one node) is required"
             )
         client = get("COUNTER_REDIS_CLIENT", _choice(REDIS_CLIENTS), d["redis_client"])
+        if client == "redis-py" and get("COUNTER_REPLICA_ACK", _flag, d["replica_ack"]):
+            raise SettingsError(
+                "COUNTER_REPLICA_ACK=1 needs COUNTER_REDIS_CLIENT=lean: WAIT must follow the "
+                "increment on the same connection"
+            )
         if client == "lean" and url and not LEAN_URL.fullmatch(url):
             raise SettingsError(
                 f"COUNTER_REDIS_URL={url!r} needs COUNTER_REDIS_CLIENT=redis-py: the lean "

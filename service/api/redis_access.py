@@ -49,7 +49,7 @@ class ScriptMissing(Exception):
 
 
 class Transport(Protocol):
-    def send(self, slot: int, *command: Part | _Replid) -> Any:
+    def send(self, slot: int, *command: Part | _Replid, write: bool = False) -> Any:
         """One command on the master of ``slot``; its reply. Raises ScriptMissing on
         NOSCRIPT, RedisUnavailable on any other failure; never re-sends."""
         ...
@@ -63,14 +63,15 @@ class LeanTransport:
     def __init__(self, client: LeanRedis) -> None:
         self.client = client
 
-    def send(self, slot: int, *command: Part | _Replid) -> Any:
+    def send(self, slot: int, *command: Part | _Replid, write: bool = False) -> Any:
         try:
             if REPLID in command:
                 return self.client.execute(
                     slot,
                     lambda replid: pack(*(replid if p is REPLID else p for p in command)),  # type: ignore[arg-type]
+                    write,
                 )
-            return self.client.execute(slot, pack(*command))  # type: ignore[arg-type]
+            return self.client.execute(slot, pack(*command), write)  # type: ignore[arg-type]
         except ConnectionLost as exc:
             raise RedisUnavailable(str(exc)) from None
         except CommandRefused as exc:
@@ -96,7 +97,7 @@ class RedisPyTransport:
         self.client = client
         self._replids: dict[str, str] = {}  # node name -> its replication id
 
-    def send(self, slot: int, *command: Part | _Replid) -> Any:
+    def send(self, slot: int, *command: Part | _Replid, write: bool = False) -> Any:
         try:
             if REPLID not in command:
                 return self.client.execute_command(*command)
@@ -161,11 +162,15 @@ class CounterRedis:
         keys = per_bucket[bucket]
         slot = self._slots[bucket]
         try:
-            return self.transport.send(slot, "EVALSHA", script.sha, len(keys), *keys, *args)
+            return self.transport.send(
+                slot, "EVALSHA", script.sha, len(keys), *keys, *args, write=True
+            )
         except ScriptMissing:
             # EVAL runs the script and caches it on whichever node the command lands on
             # after redirections (SCRIPT LOAD by slot would miss an ASK target).
-            return self.transport.send(slot, "EVAL", script.source, len(keys), *keys, *args)
+            return self.transport.send(
+                slot, "EVAL", script.source, len(keys), *keys, *args, write=True
+            )
 
     def call(self, bucket: int, *command: Part) -> Any:
         """Send ``command`` (naming keys of ``bucket``) to the master of its slot."""
@@ -203,5 +208,6 @@ def open_access(settings: Settings, hooks: LoopHooks | None = None) -> CounterRe
         timeout=settings.redis_timeout,
         wait=hooks.wait_readable if hooks is not None else None,
         hooks=hooks,
+        replica_ack=settings.replica_ack_timeout if settings.replica_ack else None,
     )
     return CounterRedis(LeanTransport(client), settings.buckets)

@@ -65,7 +65,7 @@ class LeanRedis:
         self._failed_at: dict[Addr, float] = {}  # when a call to a node last failed
         self._replids: dict[Addr, str] = {}  # see ``replid``
 
-    def _call(self, addr: Addr, packed: bytes, replies: int = 1) -> Any:
+    def _call(self, addr: Addr, packed: bytes, replies: int = 1, write: bool = False) -> Any:
         """One call on a connection lent from ``addr``'s pool, returned after a reply.
 
         A connection that failed is closed by ``NodeConnection`` and not returned, and
@@ -81,7 +81,7 @@ class LeanRedis:
                     pipe = self._pipes[addr] = PipelinedNode(
                         addr, self.timeout, hooks, self.replica_ack
                     )
-                return pipe.call(packed, owner)
+                return pipe.call(packed, owner, write)
         idle = self._idle.get(addr)
         if idle is None:
             idle = self._idle.setdefault(addr, [])
@@ -93,7 +93,7 @@ class LeanRedis:
             )
         try:
             reply = conn.call(packed, replies)
-            if self.replica_ack is not None:  # the same connection: WAIT covers its writes
+            if write and self.replica_ack is not None:  # the same connection: WAIT covers it
                 acked = conn.call(pack("WAIT", 1, max(1, int(self.replica_ack * 1000))))
                 if not (isinstance(acked, int) and acked >= 1):
                     raise NotReplicated(f"{addr[0]}:{addr[1]}: no replica acknowledged in time")
@@ -169,11 +169,12 @@ class LeanRedis:
             raise CommandRefused(f"slot {slot} is not served by any node")
         return addr
 
-    def execute(self, slot: int, packed: bytes | PerNode) -> Any:
+    def execute(self, slot: int, packed: bytes | PerNode, write: bool = False) -> Any:
         """Run one packed command on the master of ``slot``; return its reply.
 
         ``packed`` may be a function of the node's replication id (see ``replid``),
-        called for the node the command is sent to, after any redirection.
+        called for the node the command is sent to, after any redirection. A
+        ``write`` waits for a replica when ``replica_ack`` is set.
         """
         addr = self._node_for(slot)
         asking = False
@@ -182,7 +183,10 @@ class LeanRedis:
             tries += 1
             try:
                 data = packed if isinstance(packed, bytes) else packed(self.replid(addr))
-                reply = self._call(addr, ASKING + data, 2) if asking else self._call(addr, data)
+                if asking:
+                    reply = self._call(addr, ASKING + data, 2, write)
+                else:
+                    reply = self._call(addr, data, 1, write)
             except ConnectionLost:
                 # The node may be gone for good (a replica promoted elsewhere): ask the
                 # cluster for the map again on the next call. This call is not re-sent.

@@ -74,10 +74,11 @@ class NotReplicated(ConnectionLost):
 class _Pending:
     """One command in flight and the request (greenlet) waiting for its reply."""
 
-    __slots__ = ("owner", "reply", "error", "done", "read_next", "woken", "held")
+    __slots__ = ("owner", "reply", "error", "done", "read_next", "woken", "held", "acked")
 
-    def __init__(self, owner: Any) -> None:
+    def __init__(self, owner: Any, acked: bool = False) -> None:
         self.owner = owner
+        self.acked = acked  # a write held until a replica has it (``replica_ack``)
         self.reply: Any = None
         self.error: ConnectionLost | None = None
         self.done = False
@@ -116,14 +117,15 @@ class PipelinedNode:
         self._watch_oldest: _Pending | None = None
         self._watch_ticks = 0
 
-    def call(self, packed: bytes, owner: Any) -> Any:
+    def call(self, packed: bytes, owner: Any, write: bool = False) -> Any:
         """Send one command with the others of this loop turn; return its reply.
 
-        ``owner`` is the running request (``hooks.current()``): it parks here.
+        ``owner`` is the running request (``hooks.current()``): it parks here. With
+        ``replica_ack``, a ``write``'s reply is given only once a replica has it.
         """
         if self._sock is None and not self._reading and time.monotonic() < self._down_until:
             raise NotSent(f"{self._where}: unreachable, retrying after {RETRY_AFTER}s")
-        mine = _Pending(owner)
+        mine = _Pending(owner, write and self._wait is not None)
         self._out.append(packed)
         self._pending.append(mine)
         if not self._flush_due and self._sock is not None:  # else sent once connected
@@ -171,12 +173,14 @@ class PipelinedNode:
         if sock is None or not out:
             return
         if self._wait is not None:
-            # One WAIT after the batch holds every reply of it until a replica has it.
-            members = list(islice(reversed(self._pending), len(out)))
-            marker = _Pending(None)
-            marker.held = members
-            self._pending.append(marker)
-            out.append(self._wait)
+            # One WAIT after the batch holds the replies of its writes until a replica
+            # has them (WAIT covers every write sent before it on the connection).
+            writes = [p for p in islice(reversed(self._pending), len(out)) if p.acked]
+            if writes:
+                marker = _Pending(None)
+                marker.held = writes
+                self._pending.append(marker)
+                out.append(self._wait)
         data = b"".join(out) if len(out) > 1 else out[0]
         self._out = []
         if self._unsent:  # a drain is under way: keep the order
@@ -254,7 +258,7 @@ class PipelinedNode:
                     p = pending.popleft()
                     if p.held is not None:
                         self._release(p.held, reply, mine)
-                    elif self._wait is not None:
+                    elif p.acked:
                         p.reply = reply  # done when its batch's WAIT answers
                     else:
                         p.reply, p.done = reply, True
@@ -279,6 +283,8 @@ class PipelinedNode:
             self._wake(nxt)
         else:
             self._reading = False
+        if mine.error is not None:  # its batch was not acknowledged by a replica
+            raise mine.error
         return mine.reply
 
     def _next_reader(self) -> _Pending | None:
