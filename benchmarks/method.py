@@ -38,4 +38,10 @@ METHOD = """\
   app does here), `baselines/naive_incr.py` (one redis-py INCR per request, no auth, no
   validation, nothing durable), `baselines/naive_pg.py` (one committed PostgreSQL upsert per
   request). They run under the same gunicorn + meinheld, against the same servers.
+- **The Go peer** (`baselines/go_peer/main.go`, not the product either) is what users would pick
+  instead (Abacus is Go + Redis): net/http + redigo, one `INCR` per POST (`GET` per read) on a
+  standalone Redis node of its own, no auth, no dirty mark, nothing durable; built offline in
+  GOPATH mode from Debian's `golang-go` and `golang-github-gomodule-redigo-dev`. It is one
+  process: its "workers" are `GOMAXPROCS`, swept like everyone's worker count, so it too is
+  compared at its best.
 """

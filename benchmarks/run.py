@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 import psycopg
 
-from benchmarks import goals, measure_memory, plots, report
+from benchmarks import go_peer, goals, measure_memory, plots, report
 from benchmarks.profiles import PROFILES, Profile
 from benchmarks.servers import APPS
 from benchmarks.stack import backends
@@ -120,9 +120,17 @@ def run(
         "latency": [],
         "notes": [],
     }
+    peer = None
+    if "go-peer" in apps:
+        try:
+            peer = go_peer.build()
+        except go_peer.GoUnavailable as exc:
+            print(f"bench: go-peer skipped: {exc}", file=sys.stderr, flush=True)
+            results["notes"].append(f"The Go peer was not measured: {exc}.")
+            apps = [a for a in apps if a != "go-peer"]
     ok = False
     try:
-        with backends(workdir, flush_interval) as b:
+        with backends(workdir, flush_interval, peer) as b:
             results["notes"] += b.notes
             with psycopg.connect(b.pg_dsn, autocommit=True) as conn:
                 row = conn.execute("SELECT value FROM meta WHERE key = 'buckets'").fetchone()
