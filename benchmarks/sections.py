@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.goals import main_rps, sweep_summary
+from benchmarks.goals import latency_flags, main_rps, sweep_summary
 
 CPU_KEYS = ("server", "redis", "postgres", "flusher", "loadgen", "irq", "other")
 CPU_HEAD = "CPU cores: " + " / ".join(CPU_KEYS)
@@ -119,8 +119,8 @@ class Sections:
         rows = []
         for q in self.r["latency"]:
             lat = q["latency_ms"]
-            trust = "no: generator-bound" if q["generator_bound"] else "yes"
-            trust += ", saturated" if q.get("saturated") and not q["generator_bound"] else ""
+            flags = latency_flags(q)
+            trust = f"no: {flags}" if flags else "yes"
             rows.append(
                 [
                     self.name(q["app"]),
