@@ -1,6 +1,10 @@
-"""``python -m benchmarks.run --profile quick|full``: the service against its ceiling and its
-naive alternatives, in one run, on one machine; writes ``benchmarks/results/<UTC ts>.{json,md}``
-with plots in ``benchmarks/results/<ts>/`` and prints the ratios last.
+"""``python -m benchmarks.run --profile quick|full``: the service against its ceiling, its
+naive alternatives and a Go peer, in one run, on one machine; prints the ratios last.
+
+A full run writes ``benchmarks/results/<UTC ts>.{json,md}`` (plots in ``<ts>/``) and
+updates the tracked ``benchmarks/results/LATEST.md``; a quick run writes the same
+files under the git-ignored ``benchmarks/.work/quick/`` and never touches
+``LATEST.md``, so a first look cannot replace the report to quote.
 
 Everything it starts (Redis Cluster, PostgreSQL, flusher, gunicorn servers, load
 generators) is stopped on the way out, on error, Ctrl-C, SIGTERM or the
@@ -167,17 +171,28 @@ def run(
     results["ratios"] = goals.ratios(results, profile.equal_workers)
     results["goals"] = goals.goals(results)
     plots.all_plots(results, outdir / ts)
-    json_path, md_path = report.write(results, outdir)
+    json_path, md_path = report.write(results, outdir, latest=profile.name == "full")
     results["report"] = (
         str(md_path.relative_to(REPO)) if md_path.is_relative_to(REPO) else str(md_path)
     )
     return results
 
 
+def default_out(profile: str) -> Path:
+    """Full runs report into the tracked results/; anything else into the git-ignored .work/."""
+    return HERE / "results" if profile == "full" else HERE / ".work" / profile
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
-    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="report directory (default: benchmarks/results for full, benchmarks/.work/quick "
+        "for quick); only a full run updates LATEST.md",
+    )
     parser.add_argument(
         "--apps",
         default=",".join(a.name for a in APPS if a.default),
@@ -190,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile]
+    out = args.out or default_out(profile.name)
     unknown = set(args.apps.split(",")) - {a.name for a in APPS}
     if unknown:
         parser.error(f"unknown --apps {', '.join(sorted(unknown))}")
@@ -200,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = run(
             profile,
-            args.out.resolve(),
+            out.resolve(),
             args.apps.split(","),
             args.keep_work,
             args.flush_interval,
