@@ -145,7 +145,8 @@ def run(
             ]
             sweep = Sweep(b, profile, results, workdir, outdir / ts, profile_worker)
             sweep.run(specs)
-            sweep.log(f"memory: creating {profile.memory_counters:,} counters")
+            sizes = [n for n in (profile.memory_counters, profile.scale_counters) if n]
+            sweep.log(f"memory: creating {' and '.join(f'{n:,}' for n in sizes)} counters")
             try:
                 results["memory"] = measure_memory.measure(
                     b.redis_nodes,
@@ -154,7 +155,9 @@ def run(
                     profile.memory_counters,
                     b.flusher is not None,
                     flush_interval,
-                    profile.dense_memory,
+                    profile.scale_counters,
+                    profile.scale_fill_s,
+                    workdir,
                 )
             except Exception as exc:  # a measurement, not a reason to lose the run
                 results["memory"] = {"error": f"{type(exc).__name__}: {exc}"}

@@ -111,3 +111,18 @@ def test_a_throughput_ratio_with_failed_requests_on_either_side_is_not_measured(
 
 def test_the_go_peer_ratio_is_printed_with_the_other_baselines() -> None:
     assert "service/go-peer" in results()["ratios"]
+
+
+def test_memory_at_scale_is_judged_only_on_a_complete_fill() -> None:
+    r = results()
+    scale = {"scale_counters": 10_000_000, "scale_target_counters": 10_000_000}
+    r["memory"] |= scale | {"scale_complete": True, "scale_bytes_per_counter_flushed": 30.0}
+    assert goal(r, "Redis memory (bytes) per counter at 10,000,000")["met"] is True
+    r["memory"] |= {"scale_counters": 4_000_000, "scale_complete": False}
+    g = goal(r, "Redis memory (bytes) per counter at 10,000,000")
+    assert g["met"] is None
+    assert "partial" in g["note"]
+
+
+def test_memory_at_scale_is_not_measured_by_the_quick_profile() -> None:
+    assert goal(results(), "Redis memory (bytes) per counter at 10,000,000")["met"] is None
