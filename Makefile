@@ -68,11 +68,11 @@ deploy-check: $(DEPLOY_TOOLS)
 loadtest: install      ## Locust, headless and bounded, against `make up`'s stack (starts one if needed)
 	$(PY) loadtest/run.py
 
-bench-quick: install   ## ~2 minutes: the service against its ceiling and naive baselines; ratios last
+bench-quick: install   ## ~2 minutes: the service against its ceiling, naive baselines and Go peer; ratios last
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m benchmarks.run --profile quick
 
-bench: install         ## ~13 minutes: the full profile; report in benchmarks/results/
+bench: install         ## ~20 minutes: the full profile; report in benchmarks/results/ and LATEST.md
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m benchmarks.run --profile full
 

@@ -6,7 +6,9 @@ notes (namespace, returned value, ack time); a poller thread reads those rows
 from ``counters`` every ``poll`` seconds and records, for each sample, when a
 value >= the acknowledged one is first visible. The lag is what a reader of
 PostgreSQL (the system of record) sees: flush interval + batch work + commit.
-Resolution is the poll period (10 ms).
+Resolution is the poll period (10 ms). A sample still not seen when the wait
+runs out is not dropped: it ranks above every lag seen (``percentiles.py``), so
+a percentile that falls on one reads ``None`` (longer than the wait).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import psycopg
 
+from benchmarks.percentiles import percentiles
 from service import keys
 
 NAMESPACES = [f"lag-{i}" for i in range(10)]
@@ -111,22 +114,14 @@ class FlushLag:
                 time.sleep(self.poll)
 
     def result(self, flush_interval: float) -> dict[str, Any]:
-        lags = sorted(self.lags)
-
-        def pct(q: float) -> float | None:
-            return round(lags[min(len(lags) - 1, int(q / 100 * len(lags)))], 4) if lags else None
-
+        never_seen = sum(len(q) for q in self.pending.values())
+        lag = percentiles(self.lags, never_seen, quantiles=(50, 90, 99), digits=4)
         return {
             "samples": self.sent,
-            "seen_in_postgres": len(lags),
-            "never_seen": sum(len(q) for q in self.pending.values()),
+            "seen_in_postgres": len(self.lags),
+            "never_seen": never_seen,
             "send_errors": self.send_errors,
-            "lag_s": {
-                "p50": pct(50),
-                "p90": pct(90),
-                "p99": pct(99),
-                "max": round(lags[-1], 4) if lags else None,
-            },
+            "lag_s": lag,
             "flush_interval_s": flush_interval,
             "poll_resolution_s": self.poll,
         }

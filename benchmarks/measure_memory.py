@@ -1,40 +1,47 @@
 """Redis memory per counter: ``used_memory`` summed over the masters, before and after.
 
-Counters are created with the service's own increment script (``service/lua/incr.lua``),
-its key names and bucket hash (``service.keys``), pipelined per cluster node so
-100,000 counters take seconds. Each call passes the seed a hydration would
-("0", epoch 0), which is what the first increment of a new counter ends up
-running; the preceding "needs hydration" probe writes nothing, so it is skipped.
-Dirty marks are transient (the flusher clears them), so memory is reported
-with them and, when a flusher runs, again once they are flushed.
+Counters are created with the service's own increment script, key names and
+bucket hash, pipelined per node (``fill.py``). Two sizes:
 
-Two fills, because Redis stores a small hash as a compact listpack and converts
-it to a hashtable past ``hash-max-listpack-entries`` fields (read from the
-server: 512 for Debian's redis 7.0, 128 upstream): the spread fill (n counters
-over all buckets: ~24 per bucket at 100,000 / 4,096) and a dense fill (that
-limit + 100 counters in each of 16 buckets), which is what every bucket looks
-like beyond limit x buckets counters (~2.1 million at 512 x 4,096).
+- **100,000 counters** on the run's own cluster, where the flusher runs: bytes
+  with dirty marks, then once the flusher has cleared them (the goal's number).
+  At ~24 counters per bucket every bucket's hash is a compact listpack.
+- **10,000,000 counters** (full profile only) on a throwaway 3-master cluster of
+  its own, so the flusher is not asked to write ten million rows: bytes with
+  dirty marks, then after deleting the dirty-mark zsets, which is the state a
+  completed flush leaves (``clear_dirty.lua`` removes every mark it flushed).
+  Past ``hash-max-listpack-entries`` fields a bucket's hash becomes a
+  hashtable: at 4,096 buckets and a limit of 512 that starts near 2.1 million
+  counters, so this row shows the cost at scale. The fill stops at its
+  deadline; a partial fill is reported as such and judges no goal.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import psycopg
+from redis.cluster import ClusterNode, RedisCluster
 
+from benchmarks.fill import fill, members
+from devstack import RedisCluster as ThrowawayCluster
 from service import keys
-from service.redis_conn import connect
-from service.scripts import lua_source
 from service.settings import Settings
 
-BATCH = 2000
-DENSE_BUCKETS = 16
+SCALE_PREFIX = "big-"
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def connect(nodes: str) -> Any:
+    pairs = (n.rsplit(":", 1) for n in nodes.split(","))
+    startup = [ClusterNode(h, int(p)) for h, p in pairs]  # type: ignore[no-untyped-call]
+    return RedisCluster(startup_nodes=startup)
 
 
 def _used_memory(client: Any) -> int:
@@ -44,13 +51,17 @@ def _used_memory(client: Any) -> int:
     )
 
 
-def _dirty_total(client: Any, n_buckets: int) -> int:
+def _dirty_keys_by_node(client: Any, n_buckets: int) -> dict[Any, list[str]]:
     by_node: dict[Any, list[str]] = defaultdict(list)
     for b in range(n_buckets):
         key = keys.bucket_keys(b).dirty
         by_node[client.get_node_from_key(key)].append(key)
+    return by_node
+
+
+def _dirty_total(client: Any, n_buckets: int) -> int:
     total = 0
-    for node, names in by_node.items():
+    for node, names in _dirty_keys_by_node(client, n_buckets).items():
         pipe = client.get_redis_connection(node).pipeline(transaction=False)
         for name in names:
             pipe.zcard(name)
@@ -58,26 +69,27 @@ def _dirty_total(client: Any, n_buckets: int) -> int:
     return total
 
 
-def _create(client: Any, tenant: str, names: list[str], n_buckets: int) -> None:
-    """Run incr.lua once for each new counter, pipelined per node."""
-    by_node: dict[Any, list[tuple[keys.BucketKeys, str]]] = defaultdict(list)
-    for namespace in names:
-        bk = keys.bucket_keys(keys.bucket_of(tenant, namespace, n_buckets))
-        by_node[client.get_node_from_key(bk.values)].append((bk, keys.member(tenant, namespace)))
-    now_ms = int(time.time() * 1000)
-    for node, items in by_node.items():
-        conn = client.get_redis_connection(node)
-        script = conn.register_script(lua_source("incr"))
-        for start in range(0, len(items), BATCH):
-            pipe = conn.pipeline(transaction=False)
-            for bk, member in items[start : start + BATCH]:
-                script(
-                    keys=[bk.values, bk.dirty, bk.epochs],
-                    args=[member, now_ms, "0", 0],
-                    client=pipe,
-                )
-            if any(r != 1 for r in pipe.execute()):
-                raise RuntimeError("incr.lua did not create a fresh counter (value != 1)")
+def _clear_dirty(client: Any, n_buckets: int) -> None:
+    """What a completed flush leaves: no dirty marks (an emptied zset key is gone)."""
+    for node, names in _dirty_keys_by_node(client, n_buckets).items():
+        pipe = client.get_redis_connection(node).pipeline(transaction=False)
+        for name in names:
+            pipe.delete(name)
+        pipe.execute()
+
+
+def _create(
+    client: Any, tenant: str, prefix: str, n: int, n_buckets: int, deadline_s: float
+) -> tuple[int, bool, float]:
+    """incr.lua once per new counter, pipelined per primary; (made, complete, seconds)."""
+    primaries = client.get_primaries()
+    index = {node.name: i for i, node in enumerate(primaries)}
+    owner = [
+        index[client.get_node_from_key(keys.bucket_keys(b).values).name] for b in range(n_buckets)
+    ]
+    nodes = [(node.host, int(node.port)) for node in primaries]
+    r = fill(nodes, owner.__getitem__, n_buckets, members(tenant, prefix, n), deadline_s)
+    return r.counters, r.complete, r.seconds
 
 
 def _listpack_limit(client: Any) -> int:
@@ -86,46 +98,61 @@ def _listpack_limit(client: Any) -> int:
     return int(cfg["hash-max-listpack-entries"])
 
 
-def _dense_names(tenant: str, n_buckets: int, per_bucket: int) -> list[str]:
-    """Namespaces that put ``per_bucket`` counters in each of buckets 0..15 (found by hashing)."""
-    want = min(DENSE_BUCKETS, n_buckets)
-    per: dict[int, int] = defaultdict(int)
-    names: list[str] = []
-    i = 0
-    while len(names) < want * per_bucket:
-        name = f"dense-{i}"
-        i += 1
-        b = keys.bucket_of(tenant, name, n_buckets)
-        if b < want and per[b] < per_bucket:
-            per[b] += 1
-            names.append(name)
-    return names
+def _sample(client: Any, tenant: str, name: str, n_buckets: int) -> dict[str, Any]:
+    bk = keys.bucket_keys(keys.bucket_of(tenant, name, n_buckets))
+    return {
+        "fields_in_sample_bucket": client.hlen(bk.values),
+        "hash_encoding": _text(client.object("encoding", bk.values)),
+    }
 
 
-class _Phase:
-    def __init__(self, client: Any, n_buckets: int, flusher: bool, wait_s: float) -> None:
-        self.client, self.n_buckets, self.flusher, self.wait_s = client, n_buckets, flusher, wait_s
+def _spread(
+    client: Any, tenant: str, n: int, n_buckets: int, flusher: bool, wait_s: float
+) -> dict[str, Any]:
+    before = _used_memory(client)
+    made, _, seconds = _create(client, tenant, "mem-", n, n_buckets, float("inf"))
+    after = _used_memory(client)
+    out: dict[str, Any] = {
+        "counters": made,
+        **_sample(client, tenant, "mem-0", n_buckets),
+        "bytes_per_counter_dirty": round((after - before) / made, 1),
+        "fill_s": seconds,
+    }
+    if flusher:
+        deadline = time.monotonic() + wait_s
+        while _dirty_total(client, n_buckets) and time.monotonic() < deadline:
+            time.sleep(0.25)
+        out["dirty_left_after_flush"] = _dirty_total(client, n_buckets)
+        out["bytes_per_counter_flushed"] = round((_used_memory(client) - before) / made, 1)
+    return out
 
-    def run(self, label: str, tenant: str, names: list[str]) -> dict[str, Any]:
-        before = _used_memory(self.client)
-        _create(self.client, tenant, names, self.n_buckets)
-        after = _used_memory(self.client)
-        sample = keys.bucket_keys(keys.bucket_of(tenant, names[0], self.n_buckets))
-        out: dict[str, Any] = {
-            "counters": len(names),
-            "fields_in_sample_bucket": self.client.hlen(sample.values),
-            "hash_encoding": _text(self.client.object("encoding", sample.values)),
-            "bytes_per_counter_dirty": round((after - before) / len(names), 1),
-        }
-        if self.flusher:
-            deadline = time.monotonic() + self.wait_s
-            while _dirty_total(self.client, self.n_buckets) and time.monotonic() < deadline:
-                time.sleep(0.25)
-            out["dirty_left_after_flush"] = _dirty_total(self.client, self.n_buckets)
-            out["bytes_per_counter_flushed"] = round(
-                (_used_memory(self.client) - before) / len(names), 1
+
+def scale(workdir: Path, tenant: str, n: int, n_buckets: int, deadline_s: float) -> dict[str, Any]:
+    """``n`` counters on a throwaway 3-master cluster, bounded by ``deadline_s`` of filling."""
+    cluster = ThrowawayCluster(workdir / "redis-scale", masters=3)
+    try:
+        client = connect(cluster.start())
+        try:
+            before = _used_memory(client)
+            made, complete, seconds = _create(
+                client, tenant, SCALE_PREFIX, n, n_buckets, deadline_s
             )
-        return {f"{label}_{k}" if label else k: v for k, v in out.items()}
+            dirty = _used_memory(client)
+            _clear_dirty(client, n_buckets)
+            flushed = _used_memory(client)
+            return {
+                "counters": made,
+                "target_counters": n,
+                "complete": complete,
+                "fill_s": seconds,
+                **_sample(client, tenant, f"{SCALE_PREFIX}0", n_buckets),
+                "bytes_per_counter_dirty": round((dirty - before) / max(made, 1), 1),
+                "bytes_per_counter_flushed": round((flushed - before) / max(made, 1), 1),
+            }
+        finally:
+            client.close()
+    finally:
+        cluster.stop()
 
 
 def measure(
@@ -135,21 +162,23 @@ def measure(
     n: int,
     flusher: bool,
     flush_interval: float,
-    dense: bool = True,
+    scale_counters: int = 0,
+    scale_deadline_s: float = 600.0,
+    workdir: Path | None = None,
 ) -> dict[str, Any]:
-    """Bytes per counter, spread (the goal's number) and dense, with and without dirty marks."""
+    """Bytes per counter at ``n`` counters (the goal's number) and, when asked, at scale."""
     settings = Settings.from_env({"COUNTER_REDIS_NODES": nodes, "COUNTER_PG_DSN": dsn})
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute("SELECT value FROM meta WHERE key = 'buckets'").fetchone()
     n_buckets = int(row[0]) if row else settings.buckets
-    client = connect(settings)
+    client = connect(nodes)
     try:
-        phase = _Phase(client, n_buckets, flusher, max(30.0, 20 * flush_interval))
-        spread = phase.run("", tenant, [f"mem-{i}" for i in range(n)])
-        limit = _listpack_limit(client)
-        out = {"buckets": n_buckets, "hash_max_listpack_entries": limit, **spread}
-        if dense:
-            out |= phase.run("dense", tenant, _dense_names(tenant, n_buckets, limit + 100))
-        return out
+        wait_s = max(30.0, 20 * flush_interval)
+        spread = _spread(client, tenant, n, n_buckets, flusher, wait_s)
+        out = {"buckets": n_buckets, "hash_max_listpack_entries": _listpack_limit(client), **spread}
     finally:
         client.close()
+    if scale_counters and workdir is not None:
+        big = scale(workdir, tenant, scale_counters, n_buckets, scale_deadline_s)
+        out |= {f"scale_{k}": v for k, v in big.items()}
+    return out

@@ -31,11 +31,19 @@ METHOD = """\
   10 namespaces of its own every 20 ms and records (value, time of the 200); a poller reads
   those rows from PostgreSQL every 10 ms and records when a value >= the acknowledged one appears.
 - **Redis memory**: INFO `used_memory` summed over the 3 masters before and after creating
-  {memory_counters:,} counters with the service's `incr.lua` (same keys, same bucket hash),
-  and again after the flusher cleared the dirty marks when a flusher ran. The full profile adds a
-  dense fill (buckets past `hash-max-listpack-entries`), what every bucket looks like at scale.
+  {memory_counters:,} counters with the service's `incr.lua` (same keys, same bucket hash;
+  `EVALSHA` pipelined per node, not HTTP), and again after the flusher cleared the dirty marks
+  when a flusher ran. The full profile also creates 10,000,000 counters the same way on a
+  throwaway 3-master cluster (no flusher: "after flush" deletes the dirty-mark zsets, as a
+  completed flush would), bounded in time; a partial fill is labelled and judges no goal.
 - **Baselines are not the product**: `baselines/ceiling.py` (fixed JSON: the most any Falcon
   app does here), `baselines/naive_incr.py` (one redis-py INCR per request, no auth, no
   validation, nothing durable), `baselines/naive_pg.py` (one committed PostgreSQL upsert per
   request). They run under the same gunicorn + meinheld, against the same servers.
+- **The Go peer** (`baselines/go_peer/main.go`, not the product either) is what users would pick
+  instead (Abacus is Go + Redis): net/http + redigo, one `INCR` per POST (`GET` per read) on a
+  standalone Redis node of its own, no auth, no dirty mark, nothing durable; built offline in
+  GOPATH mode from Debian's `golang-go` and `golang-github-gomodule-redigo-dev`. It is one
+  process: its "workers" are `GOMAXPROCS`, swept like everyone's worker count, so it too is
+  compared at its best.
 """

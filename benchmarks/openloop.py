@@ -16,6 +16,11 @@ behind (p99 dispatch lag over 5 ms: starved of CPU or too slow for the rate)
 is flagged ``generator_bound`` and not trusted. Python on uvloop costs roughly
 50-100 us of CPU per request; that is measured and reported.
 
+Every request due after the warm-up counts in the percentiles, whatever its
+status (a fast 503 is a latency too); one that failed or never completed is
+*lost* and ranks above all others (``percentiles.py``), so p99 is unknown when
+more than 1% are lost rather than computed from the survivors.
+
 ``python -m benchmarks.openloop --port P --rate R --duration D`` prints one JSON line.
 """
 
@@ -31,6 +36,8 @@ import resource
 import time
 from collections import deque
 
+from benchmarks.percentiles import percentiles
+
 GENERATOR_LAG_LIMIT_S = 0.005
 CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 
@@ -42,8 +49,10 @@ class Generator:
         # onto the few gunicorn workers that accepted those connections.
         self.idle: deque[Conn] = deque()
         self.backlog: deque[tuple[float, float]] = deque()  # (intended, dispatched)
-        self.from_dispatch: list[float] = []  # seconds, 2xx only, after warm-up
+        self.from_dispatch: list[float] = []  # seconds, every response after warm-up
         self.from_intended: list[float] = []
+        self.measured = 0  # requests due after warm-up (dispatched or queued)
+        self.ok = 0  # of those answered, 2xx
         self.dispatch_lags: list[float] = []  # scheduler behind its own schedule
         self.queued = 0  # requests that found every connection busy
         self.non2xx = 0
@@ -58,12 +67,18 @@ class Generator:
         self.done += 1
         if intended < self.measure_from:
             return
+        now = time.monotonic()
+        self.from_dispatch.append(now - dispatched)
+        self.from_intended.append(now - intended)
         if 200 <= status < 300:
-            now = time.monotonic()
-            self.from_dispatch.append(now - dispatched)
-            self.from_intended.append(now - intended)
+            self.ok += 1
         else:
             self.non2xx += 1
+
+    @property
+    def lost(self) -> int:
+        """Requests due after warm-up that got no response (failed, or still unanswered)."""
+        return self.measured - len(self.from_dispatch)
 
 
 class Conn(asyncio.Protocol):
@@ -135,6 +150,7 @@ async def run(args: argparse.Namespace, requests: list[bytes]) -> dict[str, obje
             intended = t0 + i * interval
             if intended >= gen.measure_from:
                 gen.dispatch_lags.append(now - intended)
+                gen.measured += 1
             if gen.idle:
                 gen.idle.popleft().send((intended, now))
             else:
@@ -147,31 +163,20 @@ async def run(args: argparse.Namespace, requests: list[bytes]) -> dict[str, obje
     return summarize(args, gen, total)
 
 
-def _pcts(values: list[float]) -> dict[str, float | None]:
-    """p50/p90/p99/p99.9 and max, in ms (nearest rank)."""
-    v = sorted(values)
-    if not v:
-        return {k: None for k in ("p50", "p90", "p99", "p99.9", "max")}
-    out: dict[str, float | None] = {}
-    for q in (50, 90, 99, 99.9):
-        out[f"p{q:g}"] = round(v[min(len(v) - 1, max(0, round(q / 100 * len(v)) - 1))] * 1e3, 3)
-    out["max"] = round(v[-1] * 1e3, 3)
-    return out
-
-
 def summarize(args: argparse.Namespace, gen: Generator, total: int) -> dict[str, object]:
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    lag = _pcts(gen.dispatch_lags)
+    lag = percentiles(gen.dispatch_lags, scale=1e3)
     return {
         "target_rps": args.rate,
-        "completed_rps": round(len(gen.from_dispatch) / args.duration, 1),
-        "completed_2xx": len(gen.from_dispatch),
+        "completed_rps": round(gen.ok / args.duration, 1),
+        "completed_2xx": gen.ok,
         "queued": gen.queued,
         "non2xx": gen.non2xx,
         "failed": gen.failed,
         "unfinished": total - gen.done,
-        "latency_ms": _pcts(gen.from_dispatch),
-        "latency_from_intended_ms": _pcts(gen.from_intended),
+        "lost": gen.lost,  # measured requests without a response: failed or unfinished
+        "latency_ms": percentiles(gen.from_dispatch, gen.lost, scale=1e3),
+        "latency_from_intended_ms": percentiles(gen.from_intended, gen.lost, scale=1e3),
         "dispatch_lag_ms": lag,
         "generator_cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
         "generator_bound": (lag["p99"] or 0.0) > GENERATOR_LAG_LIMIT_S * 1e3,

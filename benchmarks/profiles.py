@@ -22,13 +22,14 @@ class Profile:
     latency_fractions: tuple[float, ...]  # offered load as fractions of the measured max
     flush_lag_duration: int  # seconds of max-load wrk run while sampling flush lag
     memory_counters: int  # counters created for the Redis memory measurement
-    dense_memory: bool  # also measure buckets past the listpack limit (a few seconds)
+    scale_counters: int  # also this many on a throwaway cluster (0: not measured)
     all_workloads: bool  # hot/GET workloads for every configuration, or for the service only
     equal_workers: int = 2  # the "same worker count" every configuration is compared at
     threads: int = 2  # wrk -t
     connections: int = 64  # wrk -c, and the open-loop generator's connection count
     namespaces: int = 1000  # namespaces of the "spread" workload
     deadline_s: int = 900  # the whole run is aborted (and cleaned up) after this
+    scale_fill_s: int = 600  # the scale fill stops here and reports a partial fill
 
 
 PROFILES = {
@@ -42,7 +43,7 @@ PROFILES = {
         latency_fractions=(0.25, 0.5, 0.75),
         flush_lag_duration=3,
         memory_counters=100_000,
-        dense_memory=False,
+        scale_counters=0,
         all_workloads=False,
         deadline_s=600,
     ),
@@ -56,8 +57,8 @@ PROFILES = {
         latency_fractions=(0.25, 0.5, 0.75),
         flush_lag_duration=15,
         memory_counters=100_000,
-        dense_memory=True,
+        scale_counters=10_000_000,  # ~2.5 min and ~2.2 GB of Redis on a 2-core machine
         all_workloads=True,
-        deadline_s=2400,
+        deadline_s=3000,
     ),
 }

@@ -66,12 +66,14 @@ def markdown(results: dict[str, Any], plot_dir: str) -> str:
     return "\n".join(out)
 
 
-def write(results: dict[str, Any], outdir: Path) -> tuple[Path, Path]:
-    """``<ts>.json``, ``<ts>.md`` (plots in ``<ts>/``) and ``LATEST.md``, a copy of the latter."""
+def write(results: dict[str, Any], outdir: Path, latest: bool) -> tuple[Path, Path]:
+    """``<ts>.json``, ``<ts>.md`` (plots in ``<ts>/``) and, when ``latest``, ``LATEST.md``, a copy
+    of the latter (only full runs: the tracked LATEST.md is the report to quote)."""
     outdir.mkdir(parents=True, exist_ok=True)
     ts = results["timestamp"]
     json_path, md_path = outdir / f"{ts}.json", outdir / f"{ts}.md"
     json_path.write_text(json.dumps(results, indent=2) + "\n")
     md_path.write_text(markdown(results, ts))
-    shutil.copyfile(md_path, outdir / "LATEST.md")  # same dir: the plot links still work
+    if latest:
+        shutil.copyfile(md_path, outdir / "LATEST.md")  # same dir: the plot links still work
     return json_path, md_path

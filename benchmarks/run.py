@@ -1,6 +1,10 @@
-"""``python -m benchmarks.run --profile quick|full``: the service against its ceiling and its
-naive alternatives, in one run, on one machine; writes ``benchmarks/results/<UTC ts>.{json,md}``
-with plots in ``benchmarks/results/<ts>/`` and prints the ratios last.
+"""``python -m benchmarks.run --profile quick|full``: the service against its ceiling, its
+naive alternatives and a Go peer, in one run, on one machine; prints the ratios last.
+
+A full run writes ``benchmarks/results/<UTC ts>.{json,md}`` (plots in ``<ts>/``) and
+updates the tracked ``benchmarks/results/LATEST.md``; a quick run writes the same
+files under the git-ignored ``benchmarks/.work/quick/`` and never touches
+``LATEST.md``, so a first look cannot replace the report to quote.
 
 Everything it starts (Redis Cluster, PostgreSQL, flusher, gunicorn servers, load
 generators) is stopped on the way out, on error, Ctrl-C, SIGTERM or the
@@ -23,7 +27,7 @@ from typing import Any, NoReturn
 
 import psycopg
 
-from benchmarks import goals, measure_memory, plots, report
+from benchmarks import go_peer, goals, measure_memory, plots, report
 from benchmarks.profiles import PROFILES, Profile
 from benchmarks.servers import APPS
 from benchmarks.stack import backends
@@ -120,9 +124,17 @@ def run(
         "latency": [],
         "notes": [],
     }
+    peer = None
+    if "go-peer" in apps:
+        try:
+            peer = go_peer.build()
+        except go_peer.GoUnavailable as exc:
+            print(f"bench: go-peer skipped: {exc}", file=sys.stderr, flush=True)
+            results["notes"].append(f"The Go peer was not measured: {exc}.")
+            apps = [a for a in apps if a != "go-peer"]
     ok = False
     try:
-        with backends(workdir, flush_interval) as b:
+        with backends(workdir, flush_interval, peer) as b:
             results["notes"] += b.notes
             with psycopg.connect(b.pg_dsn, autocommit=True) as conn:
                 row = conn.execute("SELECT value FROM meta WHERE key = 'buckets'").fetchone()
@@ -133,7 +145,8 @@ def run(
             ]
             sweep = Sweep(b, profile, results, workdir, outdir / ts, profile_worker)
             sweep.run(specs)
-            sweep.log(f"memory: creating {profile.memory_counters:,} counters")
+            sizes = [n for n in (profile.memory_counters, profile.scale_counters) if n]
+            sweep.log(f"memory: creating {' and '.join(f'{n:,}' for n in sizes)} counters")
             try:
                 results["memory"] = measure_memory.measure(
                     b.redis_nodes,
@@ -142,7 +155,9 @@ def run(
                     profile.memory_counters,
                     b.flusher is not None,
                     flush_interval,
-                    profile.dense_memory,
+                    profile.scale_counters,
+                    profile.scale_fill_s,
+                    workdir,
                 )
             except Exception as exc:  # a measurement, not a reason to lose the run
                 results["memory"] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -159,17 +174,28 @@ def run(
     results["ratios"] = goals.ratios(results, profile.equal_workers)
     results["goals"] = goals.goals(results)
     plots.all_plots(results, outdir / ts)
-    json_path, md_path = report.write(results, outdir)
+    json_path, md_path = report.write(results, outdir, latest=profile.name == "full")
     results["report"] = (
         str(md_path.relative_to(REPO)) if md_path.is_relative_to(REPO) else str(md_path)
     )
     return results
 
 
+def default_out(profile: str) -> Path:
+    """Full runs report into the tracked results/; anything else into the git-ignored .work/."""
+    return HERE / "results" if profile == "full" else HERE / ".work" / profile
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
-    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="report directory (default: benchmarks/results for full, benchmarks/.work/quick "
+        "for quick); only a full run updates LATEST.md",
+    )
     parser.add_argument(
         "--apps",
         default=",".join(a.name for a in APPS if a.default),
@@ -182,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile]
+    out = args.out or default_out(profile.name)
     unknown = set(args.apps.split(",")) - {a.name for a in APPS}
     if unknown:
         parser.error(f"unknown --apps {', '.join(sorted(unknown))}")
@@ -192,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = run(
             profile,
-            args.out.resolve(),
+            out.resolve(),
             args.apps.split(","),
             args.keep_work,
             args.flush_interval,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.goals import main_rps, sweep_summary
+from benchmarks.goals import latency_flags, main_rps, sweep_summary
 
 CPU_KEYS = ("server", "redis", "postgres", "flusher", "loadgen", "irq", "other")
 CPU_HEAD = "CPU cores: " + " / ".join(CPU_KEYS)
@@ -119,8 +119,8 @@ class Sections:
         rows = []
         for q in self.r["latency"]:
             lat = q["latency_ms"]
-            trust = "no: generator-bound" if q["generator_bound"] else "yes"
-            trust += ", saturated" if q.get("saturated") and not q["generator_bound"] else ""
+            flags = latency_flags(q)
+            trust = f"no: {flags}" if flags else "yes"
             rows.append(
                 [
                     self.name(q["app"]),
@@ -181,35 +181,43 @@ class Sections:
         d = self.r.get("memory", {})
         if "counters" not in d:
             return [f"Not measured: {d.get('error', 'skipped')}", ""]
-        rows = [
-            [
-                label,
-                fmt(d[p + "counters"]),
-                fmt(d[p + "fields_in_sample_bucket"]),
-                d[p + "hash_encoding"],
-                fmt(d[p + "bytes_per_counter_dirty"]),
-                fmt(d.get(p + "bytes_per_counter_flushed")),
-            ]
-            for label, p in (("spread (the goal's number)", ""), ("dense", "dense_"))
-            if p + "counters" in d  # the dense fill is measured by the full profile only
-        ]
+        rows = []
+        for label, p in (("run's cluster, flusher running", ""), ("throwaway cluster", "scale_")):
+            if p + "counters" not in d:  # the scale fill: full profile only
+                continue
+            made = fmt(d[p + "counters"])
+            if not d.get(p + "complete", True):
+                made += f" of {fmt(d[p + 'target_counters'])} (deadline: partial fill)"
+            rows.append(
+                [
+                    made,
+                    label,
+                    fmt(d[p + "fields_in_sample_bucket"]),
+                    d[p + "hash_encoding"],
+                    fmt(d[p + "bytes_per_counter_dirty"]),
+                    fmt(d.get(p + "bytes_per_counter_flushed")),
+                    f"{fmt(d.get(p + 'fill_s'))} s",
+                ]
+            )
         limit = d["hash_max_listpack_entries"]
-        dense = " The dense row is that regime." if "dense_counters" in d else ""
         return [
             *table(
                 [
-                    "fill",
                     "counters",
+                    "where",
                     "fields in a sample bucket",
                     "encoding",
                     "bytes/counter with dirty marks",
                     "bytes/counter after flush",
+                    "fill",
                 ],
                 rows,
             ),
             f"{d['buckets']:,} buckets. Redis turns a bucket's hash from listpack into a "
             f"hashtable past hash-max-listpack-entries = {limit} fields, i.e. beyond "
-            f"~{d['buckets'] * limit:,} counters in all.{dense}",
+            f'~{d["buckets"] * limit:,} counters in all. On the throwaway cluster, "after '
+            'flush" is measured after deleting the dirty-mark zsets, the state a completed '
+            "flush leaves.",
             "",
         ]
 

@@ -1,8 +1,9 @@
-"""Start and stop the HTTP apps under test, each under gunicorn on a free local port.
+"""Start and stop the HTTP apps under test, each on a free local port.
 
 The service runs exactly as deployed (``gunicorn -c python:service.gunicorn_conf
-service.wsgi:app`` configured by ``COUNTER_*``); the baselines run under the
-same gunicorn + meinheld worker with plain command-line flags. Every server is
+service.wsgi:app`` configured by ``COUNTER_*``); the Python baselines run under the
+same gunicorn + meinheld worker with plain command-line flags; the Go peer is one
+process whose GOMAXPROCS takes the place of the worker count. Every server is
 started in its own session and stopped by pid (SIGTERM, then SIGKILL of its
 process group), so an interrupted run leaves no worker behind.
 """
@@ -34,12 +35,15 @@ class AppSpec:
     label: str  # what the report calls it
     product: bool  # False for baselines: shown as "not the product"
     module: str | None = None  # baseline WSGI target "benchmarks.baselines.x:app"
+    go: bool = False  # the Go peer: one process, GOMAXPROCS = the sweep's worker count
     worker_class: str = "meinheld"  # COUNTER_WORKER_CLASS for the service
     redis_client: str = "lean"  # COUNTER_REDIS_CLIENT for the service
     default: bool = True  # measured unless --apps says otherwise
     workloads: tuple[str, ...] = ("post-spread", "post-hot", "get-spread")
 
-    def command(self, bind: str, workers: int) -> list[str]:
+    def command(self, bind: str, workers: int, env: dict[str, str]) -> list[str]:
+        if self.go:
+            return [env["BENCH_GO_PEER"], "-addr", bind, "-redis", env["BENCH_GO_REDIS"]]
         gunicorn = str(BIN / "gunicorn")
         if self.module is None:
             return [gunicorn, "-c", "python:service.gunicorn_conf", "service.wsgi:app"]
@@ -61,7 +65,7 @@ class AppSpec:
 
     @property
     def ready_path(self) -> str:
-        return "/readyz" if self.module is None else "/healthz"
+        return "/readyz" if self.module is None and not self.go else "/healthz"
 
 
 APPS = (
@@ -92,6 +96,13 @@ APPS = (
         workloads=("post-spread", "post-hot"),
     ),
     AppSpec(
+        "go-peer",
+        "Go peer: net/http + redigo INCR",
+        False,
+        go=True,
+        workloads=("post-spread", "post-hot", "get-spread"),
+    ),
+    AppSpec(
         "naive-pg",
         "naive PostgreSQL upsert",
         False,
@@ -120,7 +131,9 @@ class Server:
             "COUNTER_REDIS_CLIENT": spec.redis_client,
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         }
-        self.cmd = spec.command(bind, workers)
+        if spec.go:
+            self.env["GOMAXPROCS"] = str(workers)
+        self.cmd = spec.command(bind, workers, self.env)
         self.log = logdir / f"gunicorn-{spec.name}-{workers}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.started: int | None = None
@@ -156,6 +169,9 @@ class Server:
         return self.proc.pid
 
     def worker_pids(self) -> list[int]:
+        """The processes serving connections: gunicorn's workers, or the Go peer itself."""
+        if self.spec.go:
+            return [self.pid] if self.proc is not None and self.proc.poll() is None else []
         try:
             return [c.pid for c in psutil.Process(self.pid).children()]
         except psutil.Error:
@@ -168,7 +184,8 @@ class Server:
                 raise RuntimeError(f"{self.spec.name} exited early:\n{self._tail()}")
             try:
                 with urllib.request.urlopen(self.url + self.spec.ready_path, timeout=2) as r:
-                    if r.status == 200 and len(self.worker_pids()) >= self.workers:
+                    serving = 1 if self.spec.go else self.workers
+                    if r.status == 200 and len(self.worker_pids()) >= serving:
                         return
             except OSError:
                 pass

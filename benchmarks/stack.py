@@ -1,4 +1,5 @@
-"""The backends of one benchmark run: a 3-master Redis Cluster and a PostgreSQL, throwaway.
+"""The backends of one benchmark run: a 3-master Redis Cluster and a PostgreSQL, throwaway,
+plus, when the Go peer is measured, a standalone Redis node of its own (as Abacus uses one).
 
 Both come from ``devstack`` on free local ports, so nothing touches the
 machine's own Redis or PostgreSQL. The schema is applied with ``counterctl
@@ -20,7 +21,7 @@ from pathlib import Path
 import psycopg
 
 from benchmarks.baselines.naive_pg import TABLE_SQL
-from devstack import PostgresServer, RedisCluster, procs
+from devstack import PostgresServer, RedisCluster, RedisSingle, procs
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
@@ -38,6 +39,8 @@ class Backends:
     flusher: subprocess.Popen[bytes] | None = None
     notes: list[str] = field(default_factory=list)
     tenant: str = TENANT
+    go_peer: Path | None = None  # the built Go peer binary, when it is measured
+    go_redis: str = ""  # host:port of the Go peer's own Redis node
 
     def service_env(self) -> dict[str, str]:
         """Environment for the service, counterctl and the flusher (no stray COUNTER_*)."""
@@ -51,6 +54,8 @@ class Backends:
             BENCH_PG_DSN=self.pg_dsn,
             PYTHONUNBUFFERED="1",
         )
+        if self.go_peer is not None:
+            env.update(BENCH_GO_PEER=str(self.go_peer), BENCH_GO_REDIS=self.go_redis)
         return env
 
 
@@ -70,15 +75,23 @@ def _counterctl(args: list[str], env: dict[str, str]) -> str:
 
 
 @contextmanager
-def backends(workdir: Path, flush_interval: float = 1.0) -> Iterator[Backends]:
+def backends(
+    workdir: Path, flush_interval: float = 1.0, go_peer: Path | None = None
+) -> Iterator[Backends]:
     """Start everything, yield it, and stop all of it whatever happens in between."""
     cluster = RedisCluster(workdir / "redis", masters=3)
+    single = RedisSingle(workdir / "redis-go-peer")
     pg = PostgresServer()
     b: Backends | None = None
     try:
         nodes = cluster.start()
         dsn = pg.start()
         b = Backends(nodes, dsn, "", cluster.pids, pg.pid, flush_interval)
+        if go_peer is not None:
+            single.start()
+            assert single.pid is not None
+            b.redis_pids.append(single.pid)  # its CPU counts as Redis, like the cluster's
+            b.go_peer, b.go_redis = go_peer, f"127.0.0.1:{single.port}"
         env = b.service_env()
         _counterctl(["migrate"], env)
         b.api_key = (
@@ -109,4 +122,5 @@ def backends(workdir: Path, flush_interval: float = 1.0) -> Iterator[Backends]:
             procs.terminate(b.flusher.pid, timeout=30.0, group=True)
             b.flusher.wait(5)
         cluster.stop()
+        single.stop()
         pg.cleanup()

@@ -3,7 +3,8 @@
 #
 # Needed: redis-server + redis-cli, PostgreSQL server binaries (devstack runs its own
 # throwaway servers from them), python3 venv (+ headers, gcc, make to build wheels),
-# curl and wrk for smoke and load tests.
+# curl and wrk for smoke and load tests. Optional: Go and redigo, for the benchmark's Go peer
+# (benchmarks/baselines/go_peer; the benchmark skips it where they are missing).
 #
 # Never starts the Debian redis/postgresql services: a policy-rc.d that denies every
 # start is in place while apt-get runs, so nothing new runs afterwards. Services that
@@ -65,6 +66,9 @@ check() {
     have make || need make "make" 0
     have curl || need curl "curl" 0
     have wrk || need wrk "wrk" 0
+    have go || need golang-go "go (benchmark's Go peer)" 0
+    [[ -d /usr/share/gocode/src/github.com/gomodule/redigo/redis ]] ||
+        need golang-github-gomodule-redigo-dev "redigo (benchmark's Go peer)" 0
 }
 
 report() {
