@@ -22,7 +22,7 @@ from typing import Any
 import redis
 
 from service import keys
-from service.scripts import lua_source
+from service.scripts import INCR, lua_source
 
 BATCH = 5000  # counters per node per round trip
 
@@ -32,18 +32,24 @@ def bulk(value: bytes) -> bytes:
 
 
 class Encoder:
-    """``EVALSHA <incr.lua> 3 <values> <dirty> <epochs> <member> <now> 0 0`` as RESP bytes."""
+    """``EVALSHA <incr.lua> 5 <bucket keys> <member> <now> 0 0 <replid>`` as RESP bytes."""
 
-    def __init__(self, sha: str, now_ms: int) -> None:
-        self.head = b"*10\r\n" + bulk(b"EVALSHA") + bulk(sha.encode()) + bulk(b"3")
-        self.tail = bulk(str(now_ms).encode()) + bulk(b"0") + bulk(b"0")
+    def __init__(self, sha: str, now_ms: int, replid: str) -> None:
+        n_keys = len(INCR.roles)
+        self.head = (
+            b"*%d\r\n" % (3 + n_keys + 5)
+            + bulk(b"EVALSHA")
+            + bulk(sha.encode())
+            + bulk(str(n_keys).encode())
+        )
+        self.tail = bulk(str(now_ms).encode()) + bulk(b"0") + bulk(b"0") + bulk(replid.encode())
         self._keys: dict[int, bytes] = {}
 
     def command(self, bucket: int, member: bytes) -> bytes:
         prefix = self._keys.get(bucket)
-        if prefix is None:  # KEYS in incr.lua's order: values, dirty, epochs
-            k = keys.bucket_keys(bucket)
-            prefix = self.head + b"".join(bulk(x.encode()) for x in (k.values, k.dirty, k.epochs))
+        if prefix is None:  # KEYS in incr.lua's order, from the script registry
+            names = INCR.keys(keys.bucket_keys(bucket))
+            prefix = self.head + b"".join(bulk(x.encode()) for x in names)
             self._keys[bucket] = prefix
         return prefix + bulk(member) + self.tail
 
@@ -66,7 +72,9 @@ class _Node:
 
     def __init__(self, host: str, port: int) -> None:
         self.conn = _connection(host, port)
-        self.sha = str(redis.Redis(host=host, port=port).script_load(lua_source("incr")))
+        client = redis.Redis(host=host, port=port)
+        self.sha = str(client.script_load(lua_source("incr")))
+        self.replid = str(client.info("replication")["master_replid"])  # see incr.lua
         self.owed = 0
 
     def send(self, commands: list[bytes]) -> None:
@@ -100,7 +108,7 @@ def fill(
     """Create one counter per member name over ``nodes`` (index given by ``node_of_bucket``)."""
     t0 = time.monotonic()
     conns = [_Node(h, p) for h, p in nodes]
-    encoders = [Encoder(c.sha, int(time.time() * 1000)) for c in conns]
+    encoders = [Encoder(c.sha, int(time.time() * 1000), c.replid) for c in conns]
     pending: list[list[bytes]] = [[] for _ in conns]
     made, complete = 0, True
     try:

@@ -45,7 +45,7 @@ import redis
 from benchmarks.fill import fill, members
 from devstack import RedisSingle
 from service import keys
-from service.scripts import lua_source
+from service.scripts import INCR, lua_source
 
 TENANT, PREFIX, CHUNK = "bench", "big-", 500_000
 
@@ -82,6 +82,7 @@ def increments(r: redis.Redis, n: int, n_buckets: int, total: int, per_flush: in
     """usec_per_call of incr.lua on random existing counters, flushing every ``per_flush``."""
     script = r.register_script(lua_source("incr"))
     rng = random.Random(1)
+    replid = str(r.info("replication")["master_replid"])  # see incr.lua
     r.config_resetstat()
     for _ in range(0, total, per_flush):
         pipe = r.pipeline(transaction=False)
@@ -90,9 +91,12 @@ def increments(r: redis.Redis, n: int, n_buckets: int, total: int, per_flush: in
             name = f"{TENANT}/{PREFIX}{rng.randrange(n)}"
             b = keys.bucket_of_member(name, n_buckets)
             touched.add(b)
-            k = keys.bucket_keys(b)
             now = int(time.time() * 1000)
-            script(keys=[k.values, k.dirty, k.epochs], args=[name, now, "", 0], client=pipe)
+            script(
+                keys=list(INCR.keys(keys.bucket_keys(b))),
+                args=[name, now, "", 0, replid],
+                client=pipe,
+            )
         if any(v < 2 for v in pipe.execute()):
             raise RuntimeError("incr.lua found no counter: the fill is not the layout it expects")
         clear_dirty(r, touched)
