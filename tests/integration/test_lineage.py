@@ -95,13 +95,17 @@ def test_rows_of_a_replaced_lineage_are_never_written(
             " FROM bucket_lineages WHERE bucket = %s",
             (bucket, "f" * 40 + ":9", bucket),
         )
-    increment(r, backend.buckets, tenant, {"stale": 2})  # acknowledged by the stale node
-    before = metric("counter_flush_stale_lineage_rows_total")
-    f.flush_all()
-    f.close()
-    assert pg_states(backend.pg_dsn, tenant) == {"stale": (0, 5)}
-    assert metric("counter_flush_stale_lineage_rows_total") - before >= 1
-    assert dirty_names(r, backend.buckets, tenant, ["stale"]) == {"stale"}  # kept, not lost
+    try:
+        increment(r, backend.buckets, tenant, {"stale": 2})  # acknowledged by the stale node
+        before = metric("counter_flush_stale_lineage_rows_total")
+        f.flush_all()
+        f.close()
+        assert pg_states(backend.pg_dsn, tenant) == {"stale": (0, 5)}
+        assert metric("counter_flush_stale_lineage_rows_total") - before >= 1
+        assert dirty_names(r, backend.buckets, tenant, ["stale"]) == {"stale"}  # kept
+    finally:  # the bucket is shared with later tests: give it its history back
+        with psycopg.connect(backend.pg_dsn, autocommit=True) as conn:
+            conn.execute("DELETE FROM bucket_lineages WHERE lineage = %s", ("f" * 40 + ":9",))
 
 
 @pytest.mark.parametrize("step", ["snapshot", "copy", "commit"])

@@ -28,13 +28,16 @@ FLUSHER = harness.BIN / "counter-flusher"
 
 @pytest.fixture(scope="module")
 def service(
-    tmp_path_factory: pytest.TempPathFactory, pg_dsn: str, cluster_servers: tuple[str, Any]
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_dsns: dict[str, str],
+    cluster_servers: tuple[str, Any],
 ) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
-    """gunicorn (2 workers) on the test Redis Cluster and PostgreSQL; no flusher.
+    """gunicorn (2 workers) on the test Redis Cluster and its PostgreSQL; no flusher.
 
     Yields the LOADTEST_* environment for a run (host, keys of 3 fresh tenants) and the
     COUNTER_* environment the flusher needs.
     """
+    pg_dsn = pg_dsns["cluster"]
     tmp = tmp_path_factory.mktemp("service")
     port = free_port()
     env = {
@@ -67,9 +70,10 @@ def flushed(service: tuple[dict[str, str], dict[str, str]], pg_dsn: str, log: Pa
 
 @pytest.fixture(scope="module")
 def local_run(
-    service: tuple[dict[str, str], dict[str, str]], pg_dsn: str,
+    service: tuple[dict[str, str], dict[str, str]], pg_dsns: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> harness.Outcome:  # fmt: skip
+    pg_dsn = pg_dsns["cluster"]
     tmp = tmp_path_factory.mktemp("local-run")
     flusher, checks = flushed(service, pg_dsn, tmp / "flusher.log")
     with flusher:
