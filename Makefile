@@ -24,11 +24,16 @@ $(STAMP): pyproject.toml deploy/build_meinheld.py
 
 install: deps $(STAMP)
 
+# REPLICAS=1: a replica per master; NODE_TIMEOUT_MS: the cluster's node timeout (failover speed).
+REPLICAS ?= 0
+NODE_TIMEOUT_MS ?= 5000
+STACK_OPTS = --replicas $(REPLICAS) --node-timeout-ms $(NODE_TIMEOUT_MS)
+
 run: install           ## foreground: Redis Cluster + PostgreSQL + service (+ flusher); Ctrl-C stops all
-	$(PY) -m devstack run
+	$(PY) -m devstack run $(STACK_OPTS)
 
 up: install            ## the same in the background; writes .run/env
-	$(PY) -m devstack up
+	$(PY) -m devstack up $(STACK_OPTS)
 
 down:                  ## stops every process `make up` started, by pid
 	@test -x $(PY) && $(PY) -m devstack down || true
