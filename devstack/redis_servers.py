@@ -57,6 +57,9 @@ def _common_args(port: int, node_dir: Path, bind: tuple[str, ...]) -> list[str]:
         "--maxmemory-policy", "noeviction",
         "--hash-max-listpack-value", "128",
         "--daemonize", "no",
+        # Protected mode refuses clients not on loopback; a node bound to a veth
+        # address (only reachable from this machine's namespaces) must accept them.
+        *(["--protected-mode", "no"] if set(bind) - {LOCALHOST} else []),
     ]  # fmt: skip
 
 
