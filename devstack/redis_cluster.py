@@ -118,7 +118,7 @@ class RedisCluster:
         raise KeyError(f"no node on port {port}")
 
     def _reachable(self) -> list[RedisNode]:
-        return [n for n in self._nodes if n.running() and not n.paused]
+        return [n for n in self._nodes if n.running() and not n.paused and not n.cut_off]
 
     def topology(self, ask: int | None = None) -> list[NodeInfo]:
         """Every node with its role and slots, from CLUSTER NODES of node `ask` (or any)."""
@@ -313,6 +313,37 @@ class RedisCluster:
     def resume_node(self, i: int) -> None:
         """SIGCONT node i."""
         self._nodes[i].signal(signal.SIGCONT)
+
+    def cut_replication_link(self, replica: int, master_port: int) -> int:
+        """Destroy the TCP connection replica node `replica` holds to its master
+        (`ss -K`, root; the master gets an RST and drops the link). What the master
+        writes afterwards never reaches the replica, even one that is paused: a paused
+        replica alone would find the whole stream in its socket buffer on resuming.
+        Needs a node on this host's network (not in a namespace). Returns how many
+        sockets were destroyed."""
+        pid = self.pid(replica)
+        listing = subprocess.run(
+            ["ss", "-tnpH", "state", "established", "dport", "=", f":{master_port}"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        killed = 0
+        for line in listing.splitlines():
+            if f"pid={pid}," not in line:
+                continue
+            local = line.split()[2]  # no State column with `state established`
+            host, _, sport = local.rpartition(":")
+            out = subprocess.run(
+                ["ss", "-K", "-tnH", "src", host, "sport", "=", f":{sport}",
+                 "dport", "=", f":{master_port}"],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            killed += len(out.stdout.splitlines())
+        return killed
+
+    def set_cut_off(self, i: int, cut_off: bool) -> None:
+        """Tell the helpers that node i is (no longer) black-holed: they stop asking it,
+        as for a paused node, and wait_ok does not wait for it."""
+        self._nodes[i].cut_off = cut_off
 
     def restart_node(self, i: int, timeout: float = 60.0) -> None:
         """Start node i again on the same port and nodes.conf; it rejoins EMPTY.

@@ -122,6 +122,7 @@ class RedisNode:
         self.place = place or Placement()
         self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
+        self.cut_off = False  # black-holed (devstack.netns): running, but not to be asked
 
     @property
     def host(self) -> str:
