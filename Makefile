@@ -4,10 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help deps install run up down status test test-unit lint loadtest bench bench-quick flush-bench clean
+.PHONY: help deps install run up down status test test-unit lint loadtest bench bench-quick flush-bench faults faults-quick clean
 
 help:
-	@echo "make run | up | down | status | test | test-unit | lint | loadtest | bench | bench-quick | flush-bench | clean"
+	@echo "make run | up | down | status | test | test-unit | lint | loadtest | bench | bench-quick | flush-bench | faults | faults-quick | clean"
 
 # System packages (redis-server, postgresql, wrk, ...): installed with apt when root, else listed.
 deps:
@@ -64,6 +64,14 @@ bench: install         ## ~13 minutes: the full profile; report in benchmarks/re
 
 flush-bench: install   ## COPY flush against executemany for 100,000 dirty counters
 	$(PY) -m benchmarks.flush_bench
+
+# The fault suite (tests/faults/, marker `fault`): real faults under continuous load, every
+# counter's history checked. Needs root for the black-hole scenarios (network namespaces).
+faults: install        ## ~7 minutes; report in benchmarks/results/faults-<UTC>.md and FAULTS.md
+	COUNTER_FAULTS_REPORT=benchmarks/results $(PY) -m pytest -m fault tests/faults
+
+faults-quick: install  ## the same with load periods halved (CI); report in .run/faults/
+	COUNTER_FAULTS_QUICK=1 COUNTER_FAULTS_REPORT=.run/faults $(PY) -m pytest -m fault tests/faults
 
 clean: down
 	rm -rf .run $(VENV) *.egg-info

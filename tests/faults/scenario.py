@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from devstack import RedisCluster
+from devstack import Placement, RedisCluster
 from tests.faults.history import Expectation, Op, Outcome, Verdict, check
 from tests.faults.load import Load
 from tests.faults.stack import FaultStack
@@ -29,6 +29,7 @@ CLIENTS = 4
 RATE = 40.0  # POSTs per second per client: ~160/s in all, light on a shared 2-core machine
 COUNTERS = 60
 NODE_TIMEOUT_MS = 2000
+FLUSHED_WITHIN = 4.0  # s: the flush interval is 0.5 s; further behind is not lag but a stall
 
 
 def seconds(full: float) -> float:
@@ -61,6 +62,7 @@ class Run:
         self.counters = counters
         self.load = Load(stack.url, stack.api_key, counters, clients=CLIENTS, rate=RATE)
         self.started = 0.0
+        self._lag_checks: list[tuple[str, dict[str, tuple[int, int]]]] = []
 
     def start(self) -> None:
         self.started = self.load.mark("load started")
@@ -71,6 +73,18 @@ class Run:
 
     def run_for(self, full: float) -> None:
         time.sleep(seconds(full))
+
+    def unflushed(self, older_than: float) -> dict[str, tuple[int, int]]:
+        """Counters whose value acknowledged more than `older_than` seconds ago is not in
+        PostgreSQL yet: counter → (PostgreSQL, acknowledged)."""
+        acked = acked_max(self.load.ops(), before=time.monotonic() - older_than)
+        pg = self.stack.pg_values()
+        return {c: (pg.get(c, 0), v) for c, v in acked.items() if pg.get(c, 0) < v}
+
+    def expect_flushed(self, when: str) -> None:
+        """Check now, under load, that the running flushers keep up: everything acknowledged
+        more than FLUSHED_WITHIN s ago is in PostgreSQL. `finish` reports the result."""
+        self._lag_checks.append((when, self.unflushed(FLUSHED_WITHIN)))
 
     def stop_and_flush(self) -> list[Op]:
         """Stop the load, flush every counter to PostgreSQL; the whole history."""
@@ -107,12 +121,26 @@ class Run:
             expect,
             fault_at,
         )
+        for when, behind in self._lag_checks:
+            _report_lag(verdict, when, {c: pair for c, pair in behind.items() if c in wanted})
         verdict.notes.append(f"timeline: {self.timeline()}")
         verdict.notes.append(
             f"outcomes: {verdict.acknowledged} acknowledged, {verdict.failed} failed, "
             f"{verdict.unknown} unknown, over {len(names)} counters"
         )
         return verdict
+
+
+def _report_lag(verdict: Verdict, when: str, behind: dict[str, tuple[int, int]]) -> None:
+    limit = f"{FLUSHED_WITHIN:.0f} s"
+    verdict.notes.append(f"{when}: {len(behind)} counters more than {limit} behind")
+    if behind:
+        sample = "; ".join(
+            f"{c}: PostgreSQL {pg}, acknowledged {ack}" for c, (pg, ack) in list(behind.items())[:3]
+        )
+        verdict.problems.append(
+            f"{when}: {len(behind)} counters not flushed within {limit}: {sample}"
+        )
 
 
 @contextmanager
@@ -139,12 +167,8 @@ def scenario(
         stack.close()
 
 
-def replicated_cluster(workdir: Path, **kwargs: object) -> RedisCluster:
+def replicated_cluster(workdir: Path, places: Sequence[Placement] = ()) -> RedisCluster:
     """3 masters with a replica each and a short node timeout (not started)."""
     return RedisCluster(
-        workdir / "cluster",
-        masters=3,
-        node_timeout_ms=NODE_TIMEOUT_MS,
-        replicas=1,
-        **kwargs,  # type: ignore[arg-type]
+        workdir / "cluster", masters=3, node_timeout_ms=NODE_TIMEOUT_MS, replicas=1, places=places
     )

@@ -136,7 +136,7 @@ class FaultStack:
         host, port = self.cluster.nodes[replica]
         r = Redis(host=host, port=port, socket_timeout=5)
         try:
-            r.execute_command("READONLY")
+            r.execute_command("READONLY")  # type: ignore[no-untyped-call]
             found = {}
             for name in names:
                 bucket = keys.bucket_of(self.tenant, name, BUCKETS)

@@ -67,7 +67,6 @@ def test_a_graceful_failover_loses_nothing_and_errs_only_during_the_switch(
     assert verdict.passed, verdict.problems
 
 
-@LINEAGE
 def test_b_a_killed_master_loses_at_most_what_its_replica_had_not_received(
     tmp_path: Path, fault_pg: str, record: list[Verdict]
 ) -> None:
