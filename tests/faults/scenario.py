@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -151,13 +151,15 @@ def scenario(
     pg_dsn: str,
     *,
     flushers: Sequence[str] = ("a",),
+    choose: Callable[[FaultStack], list[str]] | None = None,
 ) -> Iterator[Run]:
     """Service and flushers on `cluster` (started) and `pg_dsn`, load running; all stopped
-    at the end, whatever happened."""
+    at the end, whatever happened. `choose` picks the counters (default c000…c059)."""
     stack = FaultStack(workdir, cluster, pg_dsn, flushers=flushers)
     try:
         stack.start()
-        run = Run(name, stack, [f"c{i:03d}" for i in range(COUNTERS)])
+        names = choose(stack) if choose else [f"c{i:03d}" for i in range(COUNTERS)]
+        run = Run(name, stack, names)
         run.start()
         try:
             yield run

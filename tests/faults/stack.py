@@ -131,6 +131,26 @@ class FaultStack:
             found[name] = next(n.index for n in topo if n.serves(slot))
         return found
 
+    def fill_slots(self, names: Sequence[str], per_slot: int) -> int:
+        """Add `per_slot` small filler keys to the slot of each counter's bucket, so that
+        moving those slots takes long enough for requests to meet ASK and TRYAGAIN."""
+        filled = 0
+        for name in names:
+            slot_key = keys.bucket_keys(keys.bucket_of(self.tenant, name, BUCKETS)).values
+            tag = slot_key[slot_key.index("{") : slot_key.index("}") + 1]
+            owner = self.cluster.owner_of_slot(self.slot_of(name))
+            host, port = self.cluster.nodes[owner]
+            r = Redis(host=host, port=port, socket_timeout=10)
+            try:
+                pipe = r.pipeline(transaction=False)
+                for i in range(per_slot):
+                    pipe.set(f"fill:{tag}:{i}", "x")
+                pipe.execute()
+                filled += per_slot
+            finally:
+                r.close()
+        return filled
+
     def replica_values(self, replica: int, names: Sequence[str]) -> dict[str, int]:
         """What replica node `replica` holds for each counter (READONLY reads)."""
         host, port = self.cluster.nodes[replica]
