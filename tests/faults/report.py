@@ -48,6 +48,7 @@ def render(
         f"({meta.get('mode', 'full')} mode: {meta.get('load', '')}).\n\n",
         HEADER,
     ]
+    verdicts = sorted(verdicts, key=lambda v: v.scenario)  # a, b, … whatever ran first
     for v in verdicts:
         lines.append(
             f"| {v.scenario} | {v.requests} | {v.acknowledged} | {_errors(v)} "

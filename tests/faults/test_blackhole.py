@@ -19,7 +19,7 @@ import pytest
 from devstack import Placement, PostgresServer
 from devstack.netns import Namespace, unavailable_reason
 from tests.faults.history import Expectation, Outcome, Verdict
-from tests.faults.scenario import NODE_TIMEOUT_MS, replicated_cluster, scenario
+from tests.faults.scenario import NODE_TIMEOUT_MS, replicated_cluster, scenario, seconds
 
 pytestmark = [
     pytest.mark.fault,
@@ -100,7 +100,7 @@ def test_e1_a_black_holed_master_costs_only_its_own_counters_and_recovers(
 def test_e2_black_holed_postgresql_loses_nothing_and_recovers(
     tmp_path: Path, record: list[Verdict]
 ) -> None:
-    name = "e2. PostgreSQL black-holed 8 s"
+    name = f"e2. PostgreSQL black-holed {seconds(8):.0f} s"
     with Namespace.create() as ns:
         pg = PostgresServer(host=ns.ns_addr, wrap=ns.wrap)
         try:

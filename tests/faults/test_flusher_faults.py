@@ -65,8 +65,8 @@ def test_f1_a_killed_flusher_partitions_are_flushed_by_the_other(
 def test_f2_a_stopped_flusher_does_not_starve_the_partitions_it_holds(
     tmp_path: Path, fault_pg: str, record: list[Verdict]
 ) -> None:
-    name = "f2. flusher SIGSTOPped 10 s holding a partition"
     stop_for = 6.0 if QUICK else 10.0
+    name = f"f2. flusher SIGSTOPped {stop_for:.0f} s holding a partition"
     with (
         replicated_cluster(tmp_path) as cluster,
         scenario(name, tmp_path, cluster, fault_pg, flushers=("a", "b")) as run,
