@@ -4,10 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help deps install run up down status test test-unit lint deploy-check loadtest bench bench-quick flush-bench clean
+.PHONY: help deps install run up down status test test-unit lint deploy-check loadtest bench bench-quick flush-bench faults faults-quick clean
 
 help:
-	@echo "make run | up | down | status | test | test-unit | lint | deploy-check | loadtest | bench | bench-quick | flush-bench | clean"
+	@echo "make run | up | down | status | test | test-unit | lint | deploy-check | loadtest | bench | bench-quick | flush-bench | faults | faults-quick | clean"
 
 # System packages (redis-server, postgresql, wrk, ...): installed with apt when root, else listed.
 deps:
@@ -24,11 +24,16 @@ $(STAMP): pyproject.toml deploy/build_meinheld.py
 
 install: deps $(STAMP)
 
+# REPLICAS=1: a replica per master; NODE_TIMEOUT_MS: the cluster's node timeout (failover speed).
+REPLICAS ?= 0
+NODE_TIMEOUT_MS ?= 5000
+STACK_OPTS = --replicas $(REPLICAS) --node-timeout-ms $(NODE_TIMEOUT_MS)
+
 run: install           ## foreground: Redis Cluster + PostgreSQL + service (+ flusher); Ctrl-C stops all
-	$(PY) -m devstack run
+	$(PY) -m devstack run $(STACK_OPTS)
 
 up: install            ## the same in the background; writes .run/env
-	$(PY) -m devstack up
+	$(PY) -m devstack up $(STACK_OPTS)
 
 down:                  ## stops every process `make up` started, by pid
 	@test -x $(PY) && $(PY) -m devstack down || true
@@ -78,6 +83,14 @@ bench: install         ## ~20 minutes: the full profile; report in benchmarks/re
 
 flush-bench: install   ## COPY flush against executemany for 100,000 dirty counters
 	$(PY) -m benchmarks.flush_bench
+
+# The fault suite (tests/faults/, marker `fault`): real faults under continuous load, every
+# counter's history checked. Needs root for the black-hole scenarios (network namespaces).
+faults: install        ## ~7 minutes; report in benchmarks/results/faults-<UTC>.md and FAULTS.md
+	COUNTER_FAULTS_REPORT=benchmarks/results $(PY) -m pytest -m fault tests/faults
+
+faults-quick: install  ## the same with load periods halved (CI); report in .run/faults/
+	COUNTER_FAULTS_QUICK=1 COUNTER_FAULTS_REPORT=.run/faults $(PY) -m pytest -m fault tests/faults
 
 clean: down
 	rm -rf .run $(VENV) *.egg-info

@@ -16,9 +16,30 @@ def main(argv: list[str] | None = None) -> int:
         help="up: start in the background; down: stop it; run: up, wait for Ctrl-C, down; "
         "status: show what runs",
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=0,
+        choices=range(0, 4),
+        metavar="N",
+        help="up/run: replicas per master (0-3, default 0; `make up REPLICAS=1`)",
+    )
+    parser.add_argument(
+        "--node-timeout-ms",
+        type=int,
+        default=5000,
+        metavar="MS",
+        help="up/run: cluster-node-timeout (default 5000; smaller fails over sooner)",
+    )
     args = parser.parse_args(argv)
-    commands = {"up": stack.up, "down": stack.down, "run": stack.run, "status": stack.status}
-    return commands[args.command]()
+    if args.node_timeout_ms < 100:
+        parser.error("--node-timeout-ms must be at least 100")
+    options = stack.Options(replicas=args.replicas, node_timeout_ms=args.node_timeout_ms)
+    if args.command == "up":
+        return stack.up(options)
+    if args.command == "run":
+        return stack.run(options)
+    return stack.down() if args.command == "down" else stack.status()
 
 
 if __name__ == "__main__":

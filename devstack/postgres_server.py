@@ -4,6 +4,9 @@ initdb and postgres refuse to run as root, so as root every server-side command
 runs as the `postgres` system user, in a directory that user owns and can reach
 (a temp dir under /tmp by default, since the repo may sit under a root-only dir).
 fsync stays on for the server: the durability tests need real commits.
+`host` and `wrap` put the server elsewhere than 127.0.0.1, e.g. inside a network
+namespace (`devstack.netns`): the postmaster then listens on the namespace's
+address and is started under `ip netns exec` (as root, then `setpriv` to postgres).
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ class PostgresServer:
         *,
         data_dir: Path | None = None,
         port: int | None = None,
+        host: str = LOCALHOST,
+        wrap: tuple[str, ...] = (),
     ) -> None:
         self._owns_base = False
         if base_dir is None and data_dir is not None:
@@ -89,6 +94,8 @@ class PostgresServer:
             Path(data_dir).absolute() if data_dir is not None else self.base_dir / "data"
         )
         self.port = port if port is not None else free_port()
+        self.host = host
+        self.wrap = wrap
         self.log_file = self.base_dir / "postgres.log"
         self._bindir: Path | None = None
         self._run_as: pwd.struct_passwd | None = None
@@ -107,7 +114,7 @@ class PostgresServer:
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://postgres@{LOCALHOST}:{self.port}/{DATABASE}"
+        return f"postgresql://postgres@{self.host}:{self.port}/{DATABASE}"
 
     @property
     def initialized(self) -> bool:
@@ -136,16 +143,24 @@ class PostgresServer:
         return self._run_as
 
     def _run(
-        self, *args: str, timeout: float = 120, check: bool = True
+        self, *args: str, timeout: float = 120, check: bool = True, wrapped: bool = False
     ) -> subprocess.CompletedProcess[str]:
-        """Run a bindir tool as the server's user, in base_dir, in its own session."""
+        """Run a bindir tool as the server's user, in base_dir, in its own session
+        (inside `wrap` when `wrapped`: entering a namespace needs root, so the switch
+        to the postgres user is then done by setpriv inside it)."""
         user = self._user()
         kwargs: dict[str, Any] = {}
         env = _clean_env()
-        if user is not None:
-            kwargs = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
-            env.update(HOME=str(self.base_dir), USER=user.pw_name, LOGNAME=user.pw_name)
         cmd = [str(self.bindir / args[0]), *args[1:]]
+        if user is not None:
+            env.update(HOME=str(self.base_dir), USER=user.pw_name, LOGNAME=user.pw_name)
+            if wrapped and self.wrap:
+                ids = [f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
+                cmd = ["setpriv", *ids, *cmd]
+            else:
+                kwargs = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+        if wrapped:
+            cmd = [*self.wrap, *cmd]
         out = subprocess.run(
             cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
             cwd=self.base_dir, env=env, start_new_session=True, **kwargs,
@@ -200,25 +215,36 @@ class PostgresServer:
         self._prepare_dirs()
         if not self.initialized:
             self._initdb()
+        if self.host != LOCALHOST:
+            self._allow_samenet()
         self.start_again()
         self._ensure_database()
         return self.dsn
 
+    def _allow_samenet(self) -> None:
+        """A server on a veth address is reached from its /30 (devstack.netns), not from
+        127.0.0.1: trust clients on the subnets the server itself is on."""
+        hba = self.data_dir / "pg_hba.conf"
+        line = "host all all samenet trust\n"
+        text = hba.read_text()
+        if line not in text:
+            hba.write_text(text + line)
+
     def start_again(self) -> None:
         """Start the (already initialized) server on the same data dir and port."""
         opts = (
-            f"-p {self.port} -k {shlex.quote(str(self.base_dir))} -c listen_addresses={LOCALHOST} "
+            f"-p {self.port} -k {shlex.quote(str(self.base_dir))} -c listen_addresses={self.host} "
             "-c max_connections=200"
         )
         self._run(
             "pg_ctl", "-D", str(self.data_dir), "-o", opts, "-l", str(self.log_file),
-            "-w", "-t", str(READY_TIMEOUT), "start", timeout=READY_TIMEOUT + 30,
+            "-w", "-t", str(READY_TIMEOUT), "start", timeout=READY_TIMEOUT + 30, wrapped=True,
         )  # fmt: skip
-        wait_for_port(self.port, timeout=30.0)
+        wait_for_port(self.port, host=self.host, timeout=30.0)
 
     def _ensure_database(self) -> None:
         psql = [
-            "psql", "-h", LOCALHOST, "-p", str(self.port), "-U", "postgres", "-d", "postgres",
+            "psql", "-h", self.host, "-p", str(self.port), "-U", "postgres", "-d", "postgres",
             "-v", "ON_ERROR_STOP=1", "-tAc",
         ]  # fmt: skip
         found = self._run(*psql, f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'")

@@ -1,23 +1,26 @@
-"""Throwaway Redis Cluster and single Redis servers, run as plain child processes.
+"""Throwaway Redis servers run as plain child processes: one node, and the RESP helpers.
 
 No persistence on purpose: a restarted node comes back empty, which is how the
 tests simulate Redis data loss. Only `redis-server` and `redis-cli` are needed.
+A Redis Cluster of these nodes is in `redis_cluster`.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from .ports import LOCALHOST, free_port, free_port_pair, wait_for_port
+from .ports import LOCALHOST, free_port, wait_for_port
 from .procs import stop_popen
 
-CLUSTER_SLOTS = 16384
 READY_TIMEOUT = 30.0
 
 
@@ -28,16 +31,35 @@ def _binary(name: str) -> str:
     return path
 
 
-def _common_args(port: int, node_dir: Path) -> list[str]:
+@dataclass(frozen=True)
+class Placement:
+    """Where a node listens, the address others reach it at, and what it runs inside.
+
+    The default is a node on 127.0.0.1. A node in a network namespace
+    (`devstack.netns`) binds its namespace address and runs under
+    `ip netns exec`; the nodes on the host then bind their side of the veth too
+    and announce it, since 127.0.0.1 inside the namespace is the namespace itself.
+    """
+
+    host: str = LOCALHOST  # the address clients and the other nodes use
+    bind: tuple[str, ...] = (LOCALHOST,)
+    announce: bool = False  # send `host` as cluster-announce-ip (gossip and CLUSTER SLOTS)
+    wrap: tuple[str, ...] = ()  # a command prefix, e.g. ("ip", "netns", "exec", name)
+
+
+def _common_args(port: int, node_dir: Path, bind: tuple[str, ...]) -> list[str]:
     return [
         "--port", str(port),
-        "--bind", LOCALHOST,
+        "--bind", " ".join(bind),
         "--save", "",
         "--appendonly", "no",
         "--dir", str(node_dir),
         "--maxmemory-policy", "noeviction",
         "--hash-max-listpack-value", "128",
         "--daemonize", "no",
+        # Protected mode refuses clients not on loopback; a node bound to a veth
+        # address (only reachable from this machine's namespaces) must accept them.
+        *(["--protected-mode", "no"] if set(bind) - {LOCALHOST} else []),
     ]  # fmt: skip
 
 
@@ -61,21 +83,21 @@ def _read_reply(fh: IO[bytes]) -> Any:
     raise RuntimeError(f"unexpected redis reply: {line!r}")
 
 
-def redis_command(port: int, *args: str, timeout: float = 5.0) -> Any:
-    """Send one command to 127.0.0.1:port over RESP (enough for PING / CLUSTER INFO)."""
+def redis_command(port: int, *args: str, timeout: float = 5.0, host: str = LOCALHOST) -> Any:
+    """Send one command to host:port over RESP (enough for PING / CLUSTER INFO / ROLE)."""
     payload = f"*{len(args)}\r\n".encode()
     for arg in args:
         data = arg.encode()
         payload += b"$%d\r\n%s\r\n" % (len(data), data)
-    with socket.create_connection((LOCALHOST, port), timeout=timeout) as sock:
+    with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(payload)
         with sock.makefile("rb") as fh:
             return _read_reply(fh)
 
 
-def cluster_info(port: int) -> dict[str, str]:
+def cluster_info(port: int, host: str = LOCALHOST, timeout: float = 5.0) -> dict[str, str]:
     """CLUSTER INFO of one node, as a dict."""
-    text = redis_command(port, "CLUSTER", "INFO")
+    text = redis_command(port, "CLUSTER", "INFO", host=host, timeout=timeout)
     pairs = (line.split(":", 1) for line in str(text).splitlines() if ":" in line)
     return {k: v.strip() for k, v in pairs}
 
@@ -87,19 +109,40 @@ def _log_tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
-class _Node:
+class RedisNode:
     """One redis-server child process bound to a fixed port and directory."""
 
-    def __init__(self, port: int, node_dir: Path, extra: list[str]) -> None:
+    def __init__(
+        self, port: int, node_dir: Path, extra: list[str], place: Placement | None = None
+    ) -> None:
         self.port = port
         self.dir = node_dir
         self.log = node_dir / "redis.log"
         self.extra = extra
+        self.place = place or Placement()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.paused = False
+        self.cut_off = False  # black-holed (devstack.netns): running, but not to be asked
+
+    @property
+    def host(self) -> str:
+        return self.place.host
+
+    @property
+    def pid(self) -> int | None:
+        """The redis-server pid (`ip netns exec` execs it, so the same for a wrapped node)."""
+        return self.proc.pid if self.proc is not None else None
 
     def spawn(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        cmd = [_binary("redis-server"), *_common_args(self.port, self.dir), *self.extra]
+        announce = ["--cluster-announce-ip", self.host] if self.place.announce else []
+        cmd = [
+            *self.place.wrap,
+            _binary("redis-server"),
+            *_common_args(self.port, self.dir, self.place.bind),
+            *announce,
+            *self.extra,
+        ]
         with open(self.log, "ab") as log:
             # Own session: a Ctrl-C in the caller's terminal must not kill the server
             # before the caller has decided what to do.
@@ -107,17 +150,24 @@ class _Node:
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 cwd=self.dir, start_new_session=True,
             )  # fmt: skip
+        self.paused = False
+
+    def command(self, *args: str, timeout: float = 5.0) -> Any:
+        return redis_command(self.port, *args, host=self.host, timeout=timeout)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         proc = self.proc
         try:
             wait_for_port(
-                self.port, timeout=timeout, alive=lambda: proc is not None and proc.poll() is None
+                self.port,
+                host=self.host,
+                timeout=timeout,
+                alive=lambda: proc is not None and proc.poll() is None,
             )
             deadline = time.monotonic() + timeout
             while True:  # the port opens slightly before redis answers commands
                 try:
-                    if redis_command(self.port, "PING") == "PONG":
+                    if self.command("PING") == "PONG":
                         return
                 except (OSError, RuntimeError):
                     if time.monotonic() >= deadline:
@@ -125,13 +175,24 @@ class _Node:
                 time.sleep(0.05)
         except (OSError, RuntimeError) as exc:
             raise RuntimeError(
-                f"redis on port {self.port} failed to start: {exc}\n{_log_tail(self.log)}"
+                f"redis on {self.host}:{self.port} failed to start: {exc}\n{_log_tail(self.log)}"
             ) from exc
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def signal(self, signum: int) -> None:
+        """Send `signum` to the node (SIGSTOP/SIGCONT pause and resume it)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signum)
+            if signum == signal.SIGSTOP:
+                self.paused = True
+            elif signum == signal.SIGCONT:
+                self.paused = False
+
     def stop(self, timeout: float = 10.0) -> None:
+        if self.paused:
+            self.signal(signal.SIGCONT)  # a stopped process ignores SIGTERM until resumed
         if self.proc is not None:
             stop_popen(self.proc, timeout)
 
@@ -139,139 +200,7 @@ class _Node:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10.0)
-
-
-class RedisCluster:
-    """A `masters`-node Redis Cluster (no replicas) on free local ports under base_dir."""
-
-    def __init__(self, base_dir: Path, masters: int = 3, node_timeout_ms: int = 5000) -> None:
-        # node_timeout_ms: a short cluster-node-timeout lets a killed-then-restarted
-        # node be accepted back within seconds (FAIL is undone after 2x this).
-        if masters < 1:
-            raise ValueError("masters must be >= 1")
-        self.base_dir = Path(base_dir)
-        self.masters = masters
-        self.node_timeout_ms = node_timeout_ms
-        self._nodes: list[_Node] = []
-
-    @property
-    def nodes(self) -> list[tuple[str, int]]:
-        """(host, port) of every node, in start order."""
-        return [(LOCALHOST, n.port) for n in self._nodes]
-
-    @property
-    def pids(self) -> list[int]:
-        """Pid of every node process, in start order (stale after kill_node)."""
-        return [n.proc.pid for n in self._nodes if n.proc is not None]
-
-    @property
-    def nodes_str(self) -> str:
-        """'127.0.0.1:P1,127.0.0.1:P2,...' as COUNTER_REDIS_NODES expects."""
-        return ",".join(f"{h}:{p}" for h, p in self.nodes)
-
-    @property
-    def log_files(self) -> list[Path]:
-        return [n.log for n in self._nodes]
-
-    def start(self) -> str:
-        """Start the nodes, create the cluster, wait until it is ok; return nodes_str."""
-        if self._nodes:
-            raise RuntimeError("cluster already started")
-        self.base_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            for _ in range(self.masters):
-                port = free_port_pair(10000)
-                node_dir = self.base_dir / str(port)
-                shutil.rmtree(node_dir, ignore_errors=True)  # stale nodes.conf would break create
-                extra = [
-                    "--cluster-enabled", "yes",
-                    "--cluster-config-file", str(node_dir / "nodes.conf"),
-                    "--cluster-node-timeout", str(self.node_timeout_ms),
-                ]  # fmt: skip
-                node = _Node(port, node_dir, extra)
-                self._nodes.append(node)
-                node.spawn()
-            for node in self._nodes:
-                node.wait_ready()
-            self._create()
-            self.wait_ok()
-        except BaseException:
-            self.stop()
-            raise
-        return self.nodes_str
-
-    def _create(self) -> None:
-        cmd = [_binary("redis-cli"), "--cluster", "create"]
-        cmd += [f"{h}:{p}" for h, p in self.nodes]
-        cmd += ["--cluster-replicas", "0", "--cluster-yes"]
-        out = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120
-        )
-        (self.base_dir / "cluster-create.log").write_text(out.stdout + out.stderr)
-        if out.returncode != 0 or "[ERR]" in out.stdout:
-            raise RuntimeError(f"redis-cli --cluster create failed:\n{out.stdout}{out.stderr}")
-
-    def wait_ok(self, timeout: float = READY_TIMEOUT) -> None:
-        """Wait until every running node reports cluster_state:ok with all slots assigned."""
-        deadline = time.monotonic() + timeout
-        last: dict[int, dict[str, str] | str] = {}
-        while True:
-            ok = True
-            for node in self._nodes:
-                try:
-                    info: dict[str, str] | str = cluster_info(node.port)
-                except (OSError, RuntimeError) as exc:
-                    info = str(exc)
-                last[node.port] = info
-                if not (
-                    isinstance(info, dict)
-                    and info.get("cluster_state") == "ok"
-                    and info.get("cluster_slots_assigned") == str(CLUSTER_SLOTS)
-                    and info.get("cluster_known_nodes") == str(len(self._nodes))
-                ):
-                    ok = False
-            if ok:
-                return
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"redis cluster not ok after {timeout:.0f}s: {last}")
-            time.sleep(0.2)
-
-    def kill_node(self, i: int) -> None:
-        """SIGKILL node i (a crash: it loses all its data)."""
-        self._nodes[i].kill()
-
-    def restart_node(self, i: int, timeout: float = 60.0) -> None:
-        """Start node i again on the same port and nodes.conf; it rejoins EMPTY.
-
-        Waits until the whole cluster is ok again (up to `timeout`, as other nodes
-        that already marked it FAIL take 2 x node timeout to take it back).
-        """
-        node = self._nodes[i]
-        node.kill()
-        node.spawn()
-        node.wait_ready()
-        self.wait_ok(timeout)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM every node, SIGKILL after `timeout`. Idempotent; keeps the dirs (logs)."""
-        for node in self._nodes:
-            if node.proc is not None and node.proc.poll() is None:
-                node.proc.terminate()
-        for node in self._nodes:
-            node.stop(timeout)
-
-    def __enter__(self) -> RedisCluster:
-        if not self._nodes:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        self.paused = False
 
 
 class RedisSingle:
@@ -279,7 +208,7 @@ class RedisSingle:
 
     def __init__(self, base_dir: Path) -> None:
         self.base_dir = Path(base_dir)
-        self._node: _Node | None = None
+        self._node: RedisNode | None = None
 
     @property
     def port(self) -> int:
@@ -303,7 +232,7 @@ class RedisSingle:
         port = free_port()
         node_dir = self.base_dir / str(port)
         shutil.rmtree(node_dir, ignore_errors=True)
-        self._node = _Node(port, node_dir, [])
+        self._node = RedisNode(port, node_dir, [])
         try:
             self._node.spawn()
             self._node.wait_ready()

@@ -1,8 +1,14 @@
 """The local dev stack behind `make up`, `make down`, `make run` and `make status`.
 
-`up` starts a 3-master Redis Cluster, PostgreSQL, the web service and (when
-installed) the flusher as detached processes, and records each pid in .run/pids
-so a later `down` stops exactly those processes and nothing else.
+`up` starts a 3-master Redis Cluster (with `replicas` replicas per master when
+asked: `make up REPLICAS=1`), PostgreSQL, the web service and (when installed)
+the flusher as detached processes, and records each pid in .run/pids so a later
+`down` stops exactly those processes and nothing else.
+
+COUNTER_REDIS_NODES lists every node, replicas too: the service and the flusher
+use it only to discover the cluster (any node, a replica included, answers
+CLUSTER SLOTS), and after failovers the nodes that started as masters may be the
+dead ones.
 """
 
 from __future__ import annotations
@@ -20,13 +26,14 @@ import time
 import traceback
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import procs
 from .ports import LOCALHOST, free_port
 from .postgres_server import PostgresServer, pg_bindir
-from .redis_servers import RedisCluster
+from .redis_cluster import RedisCluster
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = REPO / ".run"
@@ -208,8 +215,17 @@ def running_state() -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[d
     return state, alive, [e for e in entries if e not in alive]
 
 
-def up() -> int:
+@dataclass(frozen=True)
+class Options:
+    """What `up`/`run` start: replicas per master and the cluster's node timeout."""
+
+    replicas: int = 0
+    node_timeout_ms: int = 5000
+
+
+def up(options: Options | None = None) -> int:
     """Start the stack (or report the one already running). Returns an exit code."""
+    options = options or Options()
     state, alive, dead = running_state()
     if alive:
         if dead or not state or not state.get("env"):
@@ -233,7 +249,7 @@ def up() -> int:
     }
     _save(state)
     try:
-        return _up(state)
+        return _up(state, options)
     except BaseException as exc:
         if isinstance(exc, StackError | RuntimeError | OSError | subprocess.SubprocessError):
             print(f"devstack: up failed: {exc}", file=sys.stderr)
@@ -246,11 +262,17 @@ def up() -> int:
         raise
 
 
-def _up(state: dict[str, Any]) -> int:
+def _up(state: dict[str, Any], options: Options) -> int:
     redis_dir = RUN / "redis"
     shutil.rmtree(redis_dir, ignore_errors=True)  # nothing of ours runs there (checked above)
-    print("devstack: starting Redis Cluster (3 masters)...", flush=True)
-    cluster = RedisCluster(redis_dir, masters=3)
+    shape = f"3 masters, {options.replicas} replica(s) each" if options.replicas else "3 masters"
+    print(
+        f"devstack: starting Redis Cluster ({shape}, node timeout {options.node_timeout_ms} ms)...",
+        flush=True,
+    )
+    cluster = RedisCluster(
+        redis_dir, masters=3, node_timeout_ms=options.node_timeout_ms, replicas=options.replicas
+    )
     try:
         nodes = cluster.start()
     finally:  # recorded even when start() failed half way (it stops its own nodes then)
@@ -259,6 +281,12 @@ def _up(state: dict[str, Any]) -> int:
                 _record(state, f"redis-{port}", "redis", pid, port=port)
     for (_, port), log in zip(cluster.nodes, cluster.log_files, strict=True):
         _link_log(log, f"redis-{port}.log")
+    if options.replicas:
+        topo = cluster.topology()
+        port_of = {n.node_id: n.port for n in topo}
+        for n in topo:
+            of = f" of {port_of.get(n.master_id or '', '?')}" if n.role == "replica" else ""
+            print(f"devstack:   redis {LOCALHOST}:{n.port} {n.role}{of}", flush=True)
 
     print("devstack: starting PostgreSQL...", flush=True)
     pg = _start_postgres(state)
@@ -407,7 +435,7 @@ def _raise_stop(signum: int, frame: object) -> None:
     raise _Stop
 
 
-def run() -> int:
+def run(options: Options | None = None) -> int:
     """`up`, stay in the foreground until Ctrl-C/SIGTERM (or a process dies), then `down`."""
     state, alive, _ = running_state()
     if alive:
@@ -420,7 +448,7 @@ def run() -> int:
     signal.signal(signal.SIGINT, _raise_stop)
     code = 0
     try:
-        code = up()
+        code = up(options)
         if code != 0:
             return code
         print("devstack: running; Ctrl-C to stop", flush=True)
