@@ -68,6 +68,7 @@ class Settings:
     max_body_bytes: int = 4096
     flush_interval: float = 1.0
     flush_batch: int = 5000
+    flush_lease: float = 3.0  # seconds a stuck flusher keeps its partitions before takeover
     flusher_metrics_port: int = 9108  # Prometheus endpoint of counter-flusher; 0 = off
     flusher_nice: int = 10  # added to counter-flusher's CPU niceness: requests come first
     log_level: str = "INFO"
@@ -142,6 +143,7 @@ class Settings:
                 "COUNTER_FLUSH_INTERVAL", _float_in(0.01, 3600), d["flush_interval"]
             ),
             flush_batch=get("COUNTER_FLUSH_BATCH", _int_in(1, 1_000_000), d["flush_batch"]),
+            flush_lease=get("COUNTER_FLUSH_LEASE", _float_in(1, 3600), d["flush_lease"]),
             flusher_metrics_port=get(
                 "COUNTER_FLUSHER_METRICS_PORT", _int_in(0, 65535), d["flusher_metrics_port"]
             ),

@@ -72,7 +72,7 @@ class Flusher:
         fault: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
-        self.db = FlushDb(settings.pg_dsn)
+        self.db = FlushDb(settings.pg_dsn, lease=settings.flush_lease)
         self._factory = redis_factory or (lambda: connect(settings))
         self._side: RedisSide | None = None
         self._clearer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush-clear")

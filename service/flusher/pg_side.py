@@ -10,12 +10,15 @@ synchronous_commit is forced on: a mark is cleared only after a durable commit.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import psycopg
 
+log = logging.getLogger("counter.flusher")
 LOCK_CLASS = 0x666C7573  # advisory lock space of flush ownership ("flus"), key = partition
 STAGE_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS flush_stage (
@@ -43,6 +46,18 @@ FROM flush_stage s CROSS JOIN LATERAL (
     WHERE bucket = s.bucket AND tenant = s.tenant AND namespace = s.namespace LIMIT 1
 ) c
 WHERE (c.epoch, c.value) > (s.epoch, s.value)"""
+# Holders of a partition's lock whose session has been idle (not running a query) for
+# longer than the lease: a flusher stopped or hung mid-pass. Terminating the backend
+# ends its lock and its transaction, so the stuck flusher can never commit later.
+TAKEOVER_SQL = """
+WITH stuck AS MATERIALIZED (
+    SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      AND l.classid = %(cls)s::oid AND l.objid = %(part)s::oid
+      AND a.pid <> pg_backend_pid() AND a.state <> 'active'
+      AND a.state_change < now() - make_interval(secs => %(lease)s)
+)  -- MATERIALIZED: the holders are chosen first, only then is any of them terminated
+SELECT pid FROM stuck WHERE pg_terminate_backend(pid)"""
 LINEAGES_SQL = """
 SELECT bucket, lineage FROM bucket_lineages WHERE bucket = ANY(%s) ORDER BY bucket, seq"""
 ACCEPT_SQL = """
@@ -94,9 +109,10 @@ class Amount(NamedTuple):
 class FlushDb:
     """Owns the flusher's connection; any error closes it, the next call reconnects."""
 
-    def __init__(self, dsn: str, connect_timeout: float = 5.0) -> None:
+    def __init__(self, dsn: str, connect_timeout: float = 5.0, lease: float = 3.0) -> None:
         self.dsn = dsn
         self.connect_timeout = connect_timeout
+        self.lease = lease  # seconds a partition's holder may go without using its session
         self._conn: psycopg.Connection[Any] | None = None
 
     def conn(self) -> psycopg.Connection[Any]:
@@ -133,10 +149,33 @@ class FlushDb:
         return int(row[0]) if row else 1
 
     def lock(self, partition: int, wait: bool) -> bool:
-        """Take ownership of a partition for this session; ``wait`` blocks (lock_timeout)."""
-        fn = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
-        row = self.conn().execute(f"SELECT {fn}(%s, %s)", (LOCK_CLASS, partition)).fetchone()
-        return wait or bool(row and row[0])
+        """Take ownership of a partition for this session; ``wait`` blocks (lock_timeout).
+
+        A holder that has not used its session for ``lease`` seconds while holding the
+        partition (a flusher stopped or hung mid-pass) is terminated first: its
+        session, lock and open transaction end, so it can no longer commit anything.
+        """
+        conn = self.conn()
+        try_sql = "SELECT pg_try_advisory_lock(%s, %s)"
+        row = conn.execute(try_sql, (LOCK_CLASS, partition)).fetchone()
+        if row and row[0]:
+            return True
+        args = {"cls": LOCK_CLASS, "part": partition, "lease": self.lease}
+        stuck = [r[0] for r in conn.execute(TAKEOVER_SQL, args).fetchall()]
+        if stuck:
+            log.warning(
+                "partition taken over from a stuck flusher",
+                extra={"partition": partition, "pids": stuck, "lease_s": self.lease},
+            )
+            for _ in range(40):  # the terminated backend lets go within milliseconds
+                row = conn.execute(try_sql, (LOCK_CLASS, partition)).fetchone()
+                if row and row[0]:
+                    return True
+                time.sleep(0.05)
+        if wait:
+            conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, partition))
+            return True
+        return False
 
     def unlock(self, partition: int) -> None:
         """Release ownership; on a broken connection closing it releases the lock too."""

@@ -57,7 +57,7 @@ def _line(f: Finding) -> str:
 
 def verify_command(settings: Settings, sample: int | None, repair: bool, tenant: str | None) -> int:
     """Print each difference and a summary; exit 1 while a difference is left unrepaired."""
-    db, side = FlushDb(settings.pg_dsn), None
+    db, side = FlushDb(settings.pg_dsn, lease=settings.flush_lease), None
     try:
         check_layout(settings)
         side = RedisSide(connect(settings), settings.buckets)

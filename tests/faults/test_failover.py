@@ -25,7 +25,6 @@ from tests.faults.scenario import (
 )
 
 pytestmark = pytest.mark.fault
-LINEAGE = pytest.mark.xfail(reason="lineage repair: issue 12", strict=False)
 
 
 def _target(run: Run) -> tuple[int, int, list[str]]:
@@ -114,7 +113,6 @@ def test_b_a_killed_master_loses_at_most_what_its_replica_had_not_received(
     assert verdict.passed, verdict.problems
 
 
-@LINEAGE
 def test_c_increments_after_promoting_a_stale_replica_all_count(
     tmp_path: Path, fault_pg: str, record: list[Verdict]
 ) -> None:
