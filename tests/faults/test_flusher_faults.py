@@ -64,7 +64,6 @@ def test_f1_a_killed_flusher_partitions_are_flushed_by_the_other(
     assert final.passed, final.problems
 
 
-@pytest.mark.xfail(reason="a stuck flusher holds its partitions: issue 12", strict=False)
 def test_f2_a_stopped_flusher_does_not_starve_the_partitions_it_holds(
     tmp_path: Path, fault_pg: str, record: list[Verdict]
 ) -> None:
