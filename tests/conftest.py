@@ -6,7 +6,6 @@ Integration and end-to-end tests run once per Redis backend (``cluster`` and
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -18,13 +17,14 @@ from redis.cluster import RedisCluster as RedisClusterClient
 
 from devstack import PostgresServer, RedisCluster
 from service.api.app import create_app
+from service.api.keyset import KeySet
 from service.api.store import CounterStore
-from service.apikeys import create_key
 from service.migrate import migrate
 from service.redis_conn import connect
 from service.settings import Settings, _parse_nodes
 from tests import backends
 from tests.builders import NewTenant, backend_settings, make_store
+from tests.keypool import KeyPool
 
 
 @pytest.fixture(scope="session")
@@ -101,17 +101,29 @@ def rclient(settings: Settings) -> Iterator[Redis | RedisClusterClient]:
     client.close()
 
 
-@pytest.fixture
-def new_tenant(pg_dsn: str) -> NewTenant:
-    """Factory: a fresh tenant with an API key, so tests never share counters."""
-
-    def make(prefix: str = "t") -> tuple[str, str]:
-        tenant = f"{prefix}{uuid.uuid4().hex[:12]}"
-        return tenant, create_key(pg_dsn, tenant)[1]
-
-    return make
+@pytest.fixture(scope="session")
+def key_pool(pg_dsn: str) -> KeyPool:
+    return KeyPool(pg_dsn)
 
 
 @pytest.fixture
-def client(settings: Settings, store: CounterStore) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(create_app(replace(settings), store=store))
+def new_tenant(key_pool: KeyPool) -> NewTenant:
+    """Factory: a fresh tenant with an API key, so tests never share counters.
+
+    The key was made ahead (``tests.keypool``): every running service holds it already.
+    """
+    return key_pool.take
+
+
+@pytest.fixture(scope="session")
+def key_set(pg_dsn: str) -> Iterator[KeySet]:
+    """The API keys in memory, as a worker holds them: one thread for the session."""
+    keys = KeySet(pg_dsn).start()
+    assert keys.wait_loaded(30), "the API keys did not load"
+    yield keys
+    keys.close()
+
+
+@pytest.fixture
+def client(settings: Settings, store: CounterStore, key_set: KeySet) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(create_app(replace(settings), store=store, keys=key_set))
