@@ -40,6 +40,9 @@ _MESSAGES = {
 }
 
 
+_COUNTERS: dict[int, Any] = {}  # status -> ERRORS child
+
+
 class ApiError(Exception):
     """An error with a status from the contract's error table."""
 
@@ -83,8 +86,12 @@ def error_body(status: int, message: str) -> bytes:
 
 def _render(resp: falcon.Response, status: int, message: str, headers: dict[str, str]) -> None:
     # PERF: counted here, where errors are rendered, rather than by a middleware that
-    # would run on every successful request too.
-    ERRORS.labels(str(status)).inc()
+    # would run on every successful request too; the labelled child is looked up once
+    # per status (a flood of 401s pays only the increment).
+    counter = _COUNTERS.get(status)
+    if counter is None:
+        counter = _COUNTERS[status] = ERRORS.labels(str(status))
+    counter.inc()
     resp.status = status
     resp.content_type = falcon.MEDIA_JSON
     resp.data = error_body(status, message)
