@@ -102,8 +102,8 @@ def rclient(settings: Settings) -> Iterator[Redis | RedisClusterClient]:
 
 
 @pytest.fixture(scope="session")
-def key_pool(pg_dsn: str) -> KeyPool:
-    return KeyPool(pg_dsn)
+def key_pool(pg_dsn: str, key_set: KeySet) -> KeyPool:
+    return KeyPool(pg_dsn, watch=key_set)
 
 
 @pytest.fixture

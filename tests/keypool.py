@@ -14,15 +14,20 @@ import uuid
 
 import psycopg
 
+from service.api.keyset import KeySet
 from service.apikeys import hash_key, new_key
+from tests.helpers import wait_for_key
 
 BATCH = 100
 SETTLE = 1.0  # seconds; measured propagation is a few ms (README, "Security model")
 
 
 class KeyPool:
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, watch: KeySet | None = None) -> None:
+        """``watch``: this process's key set, waited for before ``SETTLE`` (it may be
+        reconnecting after a test stopped PostgreSQL)."""
         self.dsn = dsn
+        self.watch = watch
         self._free: dict[str, list[tuple[str, str]]] = {}
 
     def take(self, prefix: str = "t") -> tuple[str, str]:
@@ -30,6 +35,8 @@ class KeyPool:
         free = self._free.setdefault(prefix, [])
         if not free:
             free.extend(self._make(prefix))
+            if self.watch is not None:
+                wait_for_key(self.watch, free[0][1], timeout=30)
             time.sleep(SETTLE)
         return free.pop()
 
