@@ -24,7 +24,7 @@ from service.redis_conn import connect
 from service.settings import Settings, _parse_nodes
 from tests import backends
 from tests.builders import NewTenant, backend_settings, make_store
-from tests.keypool import KeyPool
+from tests.keypool import KeyPool, KeySets
 
 
 @pytest.fixture(scope="session")
@@ -102,8 +102,22 @@ def rclient(settings: Settings) -> Iterator[Redis | RedisClusterClient]:
 
 
 @pytest.fixture(scope="session")
-def key_pool(pg_dsn: str, key_set: KeySet) -> KeyPool:
-    return KeyPool(pg_dsn, watch=key_set)
+def key_sets() -> Iterator[KeySets]:
+    """The API keys in memory, as a worker holds them: one thread per database."""
+    sets = KeySets()
+    yield sets
+    sets.close()
+
+
+@pytest.fixture
+def key_set(pg_dsn: str, key_sets: KeySets) -> KeySet:
+    """The key set of the test's database, shared by every test app on it."""
+    return key_sets.get(pg_dsn)
+
+
+@pytest.fixture(scope="session")
+def key_pool(pg_dsn: str, key_sets: KeySets) -> KeyPool:
+    return KeyPool([pg_dsn], key_sets)  # every database a backend's settings point at
 
 
 @pytest.fixture
@@ -113,15 +127,6 @@ def new_tenant(key_pool: KeyPool) -> NewTenant:
     The key was made ahead (``tests.keypool``): every running service holds it already.
     """
     return key_pool.take
-
-
-@pytest.fixture(scope="session")
-def key_set(pg_dsn: str) -> Iterator[KeySet]:
-    """The API keys in memory, as a worker holds them: one thread for the session."""
-    keys = KeySet(pg_dsn).start()
-    assert keys.wait_loaded(30), "the API keys did not load"
-    yield keys
-    keys.close()
 
 
 @pytest.fixture
