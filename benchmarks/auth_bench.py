@@ -35,6 +35,7 @@ from typing import Any
 
 import psycopg
 
+from benchmarks.cpu import CpuWindow, PidSource, tree
 from benchmarks.servers import APPS, Server
 from benchmarks.stack import REPO, _counterctl
 from benchmarks.wrk import WrkResult, run_wrk
@@ -64,22 +65,33 @@ def counted(pg: PostgresServer) -> str:
     return dsn
 
 
-def one_round(url: str, dsn: str, keys: dict[str, str], seconds: int) -> dict[str, Any]:
+def one_round(
+    url: str, dsn: str, keys: dict[str, str], seconds: int, workers: PidSource
+) -> dict[str, Any]:
     def wrk(workload: str, key: str, threads: int, conns: int) -> WrkResult:
         return run_wrk(
             url, workload, duration=seconds, threads=threads, connections=conns, api_key=key
         )
 
-    alone = wrk("post-spread", keys["unlimited"], 1, 32)
+    with CpuWindow({"workers": workers}) as cpu_alone:
+        alone = wrk("post-spread", keys["unlimited"], 1, 32)
     before = statements(dsn)
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(2) as pool, CpuWindow({"workers": workers}) as cpu_flood:
         valid_f = pool.submit(wrk, "post-spread", keys["unlimited"], 1, 32)
         flood_f = pool.submit(wrk, "post-flood", "", 1, 32)
         valid, flood = valid_f.result(), flood_f.result()
     queries = statements(dsn) - before
+    # Worker CPU per request: an increment's from the run alone, a 401's from what the
+    # flood run used beyond its increments.
+    per_valid = cpu_alone.result["workers"] * alone.duration_s / max(alone.requests, 1)
+    flood_cpu = cpu_flood.result["workers"] * max(valid.duration_s, flood.duration_s)
+    per_401 = (flood_cpu - per_valid * valid.requests) / max(flood.requests, 1)
     unlimited = wrk("post-spread", keys["unlimited"], 2, 64)
     limited = wrk("post-spread", keys["limited"], 2, 64)
     return {
+        "flood_over_alone": round(valid.ok_rps / max(alone.ok_rps, 1), 3),
+        "limited_over_unlimited": round(limited.ok_rps / max(unlimited.ok_rps, 1), 3),
+        "answered_over_alone": round((valid.ok_rps + flood.rps) / max(alone.ok_rps, 1), 3),
         "valid_alone_rps": alone.ok_rps,
         "valid_with_flood_rps": valid.ok_rps,
         "flood_rps": flood.rps,
@@ -90,6 +102,8 @@ def one_round(url: str, dsn: str, keys: dict[str, str], seconds: int) -> dict[st
         "limited_rps": limited.ok_rps,
         "unlimited_p50_ms": unlimited.latency_ms["p50"],
         "limited_p50_ms": limited.latency_ms["p50"],
+        "worker_cpu_us_per_increment": round(per_valid * 1e6, 1),
+        "worker_cpu_us_per_401": round(per_401 * 1e6, 1),
     }
 
 
@@ -102,28 +116,32 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace) -> str:
         " service under gunicorn + meinheld, 2 workers, 3-master Redis Cluster.",
         "",
         "| round | valid alone | valid + flood | flood (401/s) | PG statements in flood"
-        " | unlimited | limited | limited / unlimited |",
-        "|---|---|---|---|---|---|---|---|",
+        " | valid + flood / alone | unlimited | limited | limited / unlimited |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(rounds + [med]):
         name = "median" if i == len(rounds) else str(i + 1)
         lines.append(
             f"| {name} | {r['valid_alone_rps']:,.0f} | {r['valid_with_flood_rps']:,.0f} | "
             f"{r['flood_rps']:,.0f} | {r['pg_statements_during_flood']:.0f} | "
-            f"{r['unlimited_rps']:,.0f} | {r['limited_rps']:,.0f} | "
-            f"{r['limited_rps'] / r['unlimited_rps']:.2f} |"
+            f"{r['flood_over_alone']:.2f} | {r['unlimited_rps']:,.0f} | {r['limited_rps']:,.0f} | "
+            f"{r['limited_over_unlimited']:.2f} |"
         )
-    served = med["valid_with_flood_rps"] + med["flood_rps"]
+    lines.append("\nEach column's median is taken on its own (ratios too).")
     lines += [
         "",
         f"- Flood: {sum(r['flood_requests'] for r in rounds):,} made-up keys, "
         f"{sum(r['pg_statements_during_flood'] for r in rounds)} PostgreSQL statements in all "
         f"flood windows, {sum(r['flood_non_401'] for r in rounds)} answers other than 401.",
-        f"- Valid-key throughput with the flood / alone: "
-        f"{med['valid_with_flood_rps'] / med['valid_alone_rps']:.2f}; valid + 401s answered "
-        f"per second with the flood / valid alone: {served / med['valid_alone_rps']:.2f}.",
+        f"- Valid-key throughput with the flood / alone (median of the rounds' ratios): "
+        f"{med['flood_over_alone']:.2f}; valid + 401s answered "
+        f"per second with the flood / valid alone: {med['answered_over_alone']:.2f}.",
+        f"- Worker CPU per request: {med['worker_cpu_us_per_increment']:.0f} µs per increment, "
+        f"{med['worker_cpu_us_per_401']:.0f} µs per 401 of the flood (the flood window's worker "
+        "CPU beyond its increments).",
         f"- Rate limiter (a limited key that is never refused) / unlimited key: "
-        f"{med['limited_rps'] / med['unlimited_rps']:.2f} of the throughput; p50 "
+        f"{med['limited_over_unlimited']:.2f} of the throughput (median of the rounds' "
+        f"ratios); p50 "
         f"{med['limited_p50_ms']:.2f} vs {med['unlimited_p50_ms']:.2f} ms (closed loop).",
     ]
     return "\n".join(lines) + "\n"
@@ -155,7 +173,10 @@ def main() -> int:
                 run_wrk(
                     server.url, "post-spread", duration=2, threads=1, connections=8, api_key=key
                 )
-            rounds = [one_round(server.url, dsn, keys, args.duration) for _ in range(args.rounds)]
+            workers = tree(server.pid)
+            rounds = [
+                one_round(server.url, dsn, keys, args.duration, workers) for _ in range(args.rounds)
+            ]
     finally:
         cluster.stop()
         pg.cleanup()
