@@ -29,6 +29,7 @@ import time
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from service.apikeys import CHANNEL, Grant, active_keys, active_keys_among
 from service.fastpath.pg_coop import with_timeouts
@@ -52,7 +53,16 @@ class KeySet:
         statement_timeout: float = 10.0,
     ) -> None:
         self.keys: dict[bytes, Grant] | None = None  # None until the first load
-        self._dsn = with_timeouts(dsn, connect_timeout, statement_timeout)
+        # TCP keepalives and a user timeout: a PostgreSQL host that vanishes (no RST) is
+        # noticed in about 30 s instead of the kernel's ~15 min, then the thread reconnects.
+        self._dsn = make_conninfo(
+            with_timeouts(dsn, connect_timeout, statement_timeout),
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+            tcp_user_timeout=30_000,
+        )
         self._resync = resync
         self._ids: dict[int, bytes] = {}  # the thread's own: key id -> hash in ``keys``
         self._stop = threading.Event()
