@@ -68,7 +68,7 @@ class KeySet:
         self._stop = threading.Event()
         self._loaded = threading.Event()
         self._thread: threading.Thread | None = None
-        self._outage = OutageLog(log, "api key sync", down=": serving the keys loaded last")
+        self._outage = OutageLog(log, "api key sync", down=": the keys loaded before keep serving")
 
     def start(self) -> KeySet:
         """Start the thread (once; in the worker, after fork)."""
