@@ -21,6 +21,7 @@ WORKLOADS = {  # name -> (lua script, HTTP method)
     "post-spread": ("spread.lua", "POST"),
     "post-hot": ("hot.lua", "POST"),
     "get-spread": ("spread.lua", "GET"),
+    "post-flood": ("flood.lua", "POST"),  # a distinct made-up key per request (auth_bench)
 }
 
 

@@ -4,6 +4,7 @@ A counter lives in bucket ``xxh64("<tenant>/<namespace>") mod n_buckets``. Every
 Redis key of a bucket carries the hash tag ``{<bucket>}`` so one Lua call can
 touch the counter and its bucket's dirty mark atomically on one cluster node.
 The bucket of a counter never moves; Redis Cluster moves slots, not buckets.
+An API key's rate-limit state is ``rl:{<key id>}`` (``rate_key``).
 """
 
 from __future__ import annotations
@@ -66,6 +67,12 @@ KEY_SUFFIXES = BucketKeys(values="v", epochs="e", dirty="d", lineage="l", base="
 def bucket_keys(bucket: int) -> BucketKeys:
     tag = f"{{{bucket}}}"
     return BucketKeys(*(f"c:{tag}:{suffix}" for suffix in KEY_SUFFIXES))
+
+
+def rate_key(key_id: int) -> str:
+    """Rate-limit state of one API key: its id is the hash tag, so it has a slot of its own
+    (never a counter's slot: a limit is decided before the increment, not in its script)."""
+    return f"rl:{{{key_id}}}"
 
 
 def key_role(name: str) -> int:

@@ -56,8 +56,7 @@ class Settings:
     workers: int = field(default_factory=default_workers)
     worker_class: str = "meinheld"
     threads: int = 4
-    auth_cache_ttl: float = 10.0
-    auth_outage_grace: float = 300.0  # seconds a known key works while PostgreSQL is down
+    keys_resync: float = 60.0  # seconds between full reloads of the API keys per worker
     redis_timeout: float = 2.0
     pg_pool_max: int = 4
     pg_connect_timeout: float = 2.0
@@ -119,10 +118,7 @@ class Settings:
             workers=get("COUNTER_WORKERS", _int_in(1, 256), d["workers"]),
             worker_class=get("COUNTER_WORKER_CLASS", _choice(WORKER_CLASSES), d["worker_class"]),
             threads=get("COUNTER_THREADS", _int_in(1, 256), d["threads"]),
-            auth_cache_ttl=get("COUNTER_AUTH_CACHE_TTL", _float_in(0, 3600), d["auth_cache_ttl"]),
-            auth_outage_grace=get(
-                "COUNTER_AUTH_OUTAGE_GRACE", _float_in(0, 86400), d["auth_outage_grace"]
-            ),
+            keys_resync=get("COUNTER_KEYS_RESYNC", _float_in(1, 86400), d["keys_resync"]),
             redis_timeout=get("COUNTER_REDIS_TIMEOUT", _float_in(0.01, 60), d["redis_timeout"]),
             pg_pool_max=get("COUNTER_PG_POOL_MAX", _int_in(1, 100), d["pg_pool_max"]),
             pg_connect_timeout=get(

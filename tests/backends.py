@@ -19,7 +19,6 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from devstack import PostgresServer, RedisCluster, RedisSingle, pg_bindir
-from service.apikeys import hash_key
 from service.migrate import migrate
 from service.settings import Settings
 
@@ -105,18 +104,3 @@ def create_database(dsn: str, name: str) -> str:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     migrate(Settings(pg_dsn=target, redis_url="redis://unused:1/0"))
     return target
-
-
-def copy_key(source: str, target: str, key: str) -> None:
-    """The API key row of ``key`` in database ``source`` written to ``target`` too."""
-    with psycopg.connect(source) as src, psycopg.connect(target, autocommit=True) as dst:
-        cur = src.execute("SELECT * FROM api_keys WHERE key_hash = %s", (hash_key(key),))
-        columns = [c.name for c in cur.description or [] if c.name != "id"]
-        row = cur.fetchone()
-        assert row is not None, "no such key"
-        values = dict(zip([c.name for c in cur.description or []], row, strict=True))
-        insert = sql.SQL("INSERT INTO api_keys ({}) VALUES ({})").format(
-            sql.SQL(", ").join(map(sql.Identifier, columns)),
-            sql.SQL(", ").join(sql.Placeholder() * len(columns)),
-        )
-        dst.execute(insert, [values[c] for c in columns])

@@ -18,14 +18,14 @@ from redis.cluster import RedisCluster as RedisClusterClient
 
 from devstack import PostgresServer, RedisCluster
 from service.api.app import create_app
+from service.api.keyset import KeySet
 from service.api.store import CounterStore
-from service.apikeys import create_key
 from service.migrate import migrate
 from service.redis_conn import connect
 from service.settings import Settings, _parse_nodes
 from tests import backends
-from tests.backends import copy_key
 from tests.builders import NewTenant, backend_settings, make_store
+from tests.keypool import KeyPool, KeySets
 
 
 @pytest.fixture(scope="session")
@@ -133,21 +133,35 @@ def rclient(settings: Settings) -> Iterator[Redis | RedisClusterClient]:
     client.close()
 
 
-@pytest.fixture
-def new_tenant(pg_dsn: str, pg_dsns: dict[str, str]) -> NewTenant:
-    """Factory: a fresh tenant with an API key (the same in every backend's database),
-    so tests never share counters."""
-
-    def make(prefix: str = "t") -> tuple[str, str]:
-        tenant = f"{prefix}{uuid.uuid4().hex[:12]}"
-        key = create_key(pg_dsn, tenant)[1]
-        for dsn in {pg_dsns["cluster"], pg_dsns["single"]} - {pg_dsn}:
-            copy_key(pg_dsn, dsn, key)
-        return tenant, key
-
-    return make
+@pytest.fixture(scope="session")
+def key_sets() -> Iterator[KeySets]:
+    """The API keys in memory, as a worker holds them: one thread per database."""
+    sets = KeySets()
+    yield sets
+    sets.close()
 
 
 @pytest.fixture
-def client(settings: Settings, store: CounterStore) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(create_app(replace(settings), store=store))
+def key_set(pg_dsn: str, key_sets: KeySets) -> KeySet:
+    """The key set of the test's database, shared by every test app on it."""
+    return key_sets.get(pg_dsn)
+
+
+@pytest.fixture(scope="session")
+def key_pool(pg_dsns: dict[str, str], key_sets: KeySets) -> KeyPool:
+    """Keys written to every backend's database (see ``pg_dsns``): the same key works on both."""
+    return KeyPool([pg_dsns["cluster"], pg_dsns["single"]], key_sets)
+
+
+@pytest.fixture
+def new_tenant(key_pool: KeyPool) -> NewTenant:
+    """Factory: a fresh tenant with an API key, so tests never share counters.
+
+    The key was made ahead (``tests.keypool``): every running service holds it already.
+    """
+    return key_pool.take
+
+
+@pytest.fixture
+def client(settings: Settings, store: CounterStore, key_set: KeySet) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(create_app(replace(settings), store=store, keys=key_set))

@@ -12,6 +12,8 @@ from redis.crc import key_slot
 
 from devstack import RedisCluster
 from service import keys
+from service.api.keyset import KeySet
+from service.apikeys import hash_key
 from service.settings import Settings
 
 
@@ -82,3 +84,15 @@ def owner_index(cluster: RedisCluster, settings: Settings, tenant: str, ns: str)
         if start <= slot <= end:
             return cluster.nodes.index((master[0].decode(), int(master[1])))
     raise AssertionError(f"slot {slot} unowned")
+
+
+def wait_for_key(keys: KeySet, key: str, *, present: bool = True, timeout: float = 5.0) -> float:
+    """Seconds until ``keys`` holds ``key`` (or, ``present=False``, no longer does)."""
+    started = time.monotonic()
+    wanted = hash_key(key)
+    while ((keys.keys or {}).get(wanted) is not None) != present:
+        if time.monotonic() - started > timeout:
+            state = "not loaded" if present else "still held"
+            raise AssertionError(f"key {state} after {timeout} s")
+        time.sleep(0.002)
+    return time.monotonic() - started

@@ -1,61 +1,54 @@
-"""API key → tenant, cached per worker.
+"""API key → ``Grant`` (tenant, scope, limit), from the worker's memory.
 
-PERF: the hot path never touches PostgreSQL for a known key; entries live for
-``ttl`` seconds, so a revoked key stops working within ``ttl`` (default 10 s).
-Unknown keys are cached the same way, so a flood of bad keys cannot flood the
-database; a key created after a failed attempt works within ``ttl`` too.
-
-While PostgreSQL is unreachable, a worker keeps the answers it has, for up to
-``grace`` seconds after each was last confirmed: increments of known tenants go
-on in Redis through a database outage instead of failing once ``ttl`` runs out.
-A key the worker has not seen gets a 503. Revocation cannot be written during
-an outage either; one committed just before it takes effect up to ``grace``
-seconds late.
+PERF: no request ever asks PostgreSQL about a key. A key of the wrong shape is
+refused before it is even hashed; a well-formed one is hashed (SHA-256) and looked
+up in the worker's ``KeySet``, kept current by LISTEN/NOTIFY (revocation takes
+effect within about a second). So a flood of made-up keys costs a dict lookup
+each, and while PostgreSQL is down every key loaded before keeps working.
 """
 
 from __future__ import annotations
 
-import time
-
-from service.api.errors import Unauthorized
-from service.api.pg import Database
-from service.apikeys import hash_key
+from service.api.errors import Forbidden, Unauthorized
+from service.api.keyset import KeySet
+from service.apikeys import SCOPES, Grant, hash_key, is_well_formed
 from service.errors import BackendUnavailable
 
-HEADER = "REQUIEMS-API-KEY"
-MAX_ENTRIES = 100_000
 MISSING = "Missing API key: send it in the requiems-api-key header"
+MALFORMED = "Malformed API key: expected ck_ followed by 43 characters"
 INVALID = "Invalid or revoked API key"
+NOT_LOADED = "API keys not loaded yet, retry later"
 
 
 class Authenticator:
-    def __init__(self, db: Database, ttl: float, grace: float) -> None:
-        self.db = db
-        self.ttl = ttl
-        self.grace = grace
-        # key -> (tenant or None, check again after, usable during an outage until)
-        self._cache: dict[str, tuple[str | None, float, float]] = {}
+    def __init__(self, keys: KeySet) -> None:
+        self.keys = keys
 
-    def tenant_for(self, key: str | None) -> str:
-        """The tenant owning ``key``; raises Unauthorized (401) otherwise.
-
-        Raises BackendUnavailable (503) when the key must be looked up and PostgreSQL does
-        not answer.
-        """
+    def authenticate(self, key: str | None) -> Grant:
+        """The key's grant; raises Unauthorized (401), or BackendUnavailable (503)
+        before this worker has loaded the keys once."""
         if not key:
             raise Unauthorized(MISSING)
-        now = time.monotonic()
-        hit = self._cache.get(key)
-        if hit is None or hit[1] <= now:
-            try:
-                hit = (self.db.tenant_for_key_hash(hash_key(key)), now + self.ttl, now + self.grace)
-            except BackendUnavailable:
-                if hit is None or hit[2] <= now:
-                    raise
-                hit = (hit[0], now + min(self.ttl, 1.0), hit[2])  # outage: keep it, ask again
-            if len(self._cache) >= MAX_ENTRIES:
-                self._cache.clear()
-            self._cache[key] = hit
-        if hit[0] is None:
+        if not is_well_formed(key):
+            raise Unauthorized(MALFORMED)
+        keys = self.keys.keys
+        if keys is None:
+            raise BackendUnavailable("postgres", NOT_LOADED)
+        grant = keys.get(hash_key(key))
+        if grant is None:
             raise Unauthorized(INVALID)
-        return hit[0]
+        return grant
+
+    @property
+    def loaded(self) -> bool:
+        return self.keys.keys is not None
+
+
+def require_scope(grant: Grant, needed: str) -> None:
+    """Raise Forbidden (403) unless ``grant``'s scope allows ``needed``.
+
+    Scopes are ordered (read < increment < admin), so an operation names the least
+    scope it needs: GET ``read``, POST ``increment``, set/reset/delete ``admin``.
+    """
+    if SCOPES[grant.scope] < SCOPES[needed]:
+        raise Forbidden(f"This API key's scope ({grant.scope}) does not allow this: needs {needed}")

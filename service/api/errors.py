@@ -1,9 +1,10 @@
 """HTTP errors and the one JSON error shape every failure is rendered in.
 
 ``{"error": code, "message": text, "metadata": {"timestamp": ...}}`` — the same
-for the API's own errors, the core's domain errors (``BackendUnavailable`` → 503),
-Falcon's routing errors (404/405/413) and anything unexpected (500, logged once,
-never with a stack trace or secret in the body).
+for the API's own errors (401, 403 beyond a key's scope, 429 over its rate limit),
+the core's domain errors (``BackendUnavailable`` → 503), Falcon's routing errors
+(404/405/413) and anything unexpected (500, logged once, never with a stack trace
+or secret in the body).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ log = logging.getLogger("counter.errors")
 CODES = {
     400: "bad_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
@@ -36,6 +38,9 @@ _MESSAGES = {
     413: "Request body too large",
     500: "Internal server error",
 }
+
+
+_COUNTERS: dict[int, Any] = {}  # status -> ERRORS child
 
 
 class ApiError(Exception):
@@ -57,6 +62,18 @@ class Unauthorized(ApiError):
     status = 401
 
 
+class Forbidden(ApiError):
+    """A valid key used beyond its scope."""
+
+    status = 403
+
+
+class RateLimited(ApiError):
+    """The key is over its rate limit; the headers say when to come back."""
+
+    status = 429
+
+
 def error_body(status: int, message: str) -> bytes:
     return orjson.dumps(
         {
@@ -69,8 +86,12 @@ def error_body(status: int, message: str) -> bytes:
 
 def _render(resp: falcon.Response, status: int, message: str, headers: dict[str, str]) -> None:
     # PERF: counted here, where errors are rendered, rather than by a middleware that
-    # would run on every successful request too.
-    ERRORS.labels(str(status)).inc()
+    # would run on every successful request too; the labelled child is looked up once
+    # per status (a flood of 401s pays only the increment).
+    counter = _COUNTERS.get(status)
+    if counter is None:
+        counter = _COUNTERS[status] = ERRORS.labels(str(status))
+    counter.inc()
     resp.status = status
     resp.content_type = falcon.MEDIA_JSON
     resp.data = error_body(status, message)

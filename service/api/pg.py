@@ -1,7 +1,8 @@
 """The PostgreSQL adapter: a lazily opened pool and every query the API needs.
 
-Reads only: hydration of a counter missing from Redis, and API key lookups
-(cached by ``service.auth``). Writes of counters belong to the flusher.
+Reads only: hydration of a counter missing from Redis. API keys are not looked
+up per request (``service.api.keyset`` holds them in memory); counters are written
+by the flusher.
 
 Every connection has libpq's ``connect_timeout`` and a server-side
 ``statement_timeout``; under meinheld the pool is ``CoopPool`` (``pg_coop``),
@@ -146,13 +147,6 @@ class Database:
             (bucket, tenant, namespace),
         )
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
-
-    def tenant_for_key_hash(self, key_hash: bytes) -> str | None:
-        row = self._fetchone(
-            "SELECT tenant FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
-            (key_hash,),
-        )
-        return None if row is None else str(row[0])
 
     def ping(self) -> bool:
         try:

@@ -22,7 +22,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from service.fastpath.coop import LoopHooks
 from service.fastpath.lean_redis import CommandRefused, LeanRedis
 from service.fastpath.resp import ConnectionLost, pack
-from service.keys import BucketKeys, bucket_keys
+from service.keys import BucketKeys, bucket_keys, rate_key
 from service.redis_conn import connect
 from service.scripts import Script
 from service.settings import Settings
@@ -159,8 +159,14 @@ class CounterRedis:
         per_bucket = self._script_keys.get(script)
         if per_bucket is None:
             per_bucket = self._script_keys[script] = [script.keys(k) for k in self.keys]
-        keys = per_bucket[bucket]
-        slot = self._slots[bucket]
+        return self._eval(script, self._slots[bucket], per_bucket[bucket], args)
+
+    def run_for_key(self, script: Script, key_id: int, *args: Part) -> Any:
+        """Run a ``per_key`` script on API key ``key_id``'s own key (its own slot)."""
+        key = rate_key(key_id)
+        return self._eval(script, key_slot(key.encode()), (key,), args)
+
+    def _eval(self, script: Script, slot: int, keys: tuple[str, ...], args: Any) -> Any:
         try:
             return self.transport.send(
                 slot, "EVALSHA", script.sha, len(keys), *keys, *args, write=True

@@ -21,6 +21,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     create = keys.add_parser("create", help="create a key; prints it once, as the last line")
     create.add_argument("--tenant", required=True)
+    create.add_argument(
+        "--scope",
+        choices=list(apikeys.SCOPES),
+        default=apikeys.DEFAULT_SCOPE,
+        help="read: GET only; increment (default): GET and POST; admin: everything",
+    )
+    _limit_arguments(create)
+    update = keys.add_parser(
+        "update", help="set a key's rate limit; without --rate the key becomes unlimited"
+    )
+    update.add_argument("id", type=int)
+    _limit_arguments(update)
     listing = keys.add_parser("list", help="list keys (never the keys themselves)")
     listing.add_argument("--tenant")
     revoke = keys.add_parser("revoke", help="revoke a key by id")
@@ -40,6 +52,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--tenant", help="only this tenant's counters")
     return parser
+
+
+def _limit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rate", type=float, help="requests per second (default: unlimited)", metavar="R"
+    )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        metavar="B",
+        help="requests allowed at once (needs --rate; default: one second's worth)",
+    )
+
+
+def _limit(r: apikeys.KeyRecord) -> str:
+    return "unlimited" if r.rate is None else f"{r.rate:g}/s burst {r.burst}"
 
 
 def _positive(raw: str) -> int:
@@ -75,22 +103,31 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
         return 0
     if args.action == "create":
-        record, key = apikeys.create_key(dsn, args.tenant)
-        print(f"created key id={record.id} tenant={record.tenant} (shown once, store it now):")
+        record, key = apikeys.create_key(dsn, args.tenant, args.scope, args.rate, args.burst)
+        print(
+            f"created key id={record.id} tenant={record.tenant} scope={record.scope} "
+            f"limit={_limit(record)} (shown once, store it now):"
+        )
         print(key)
         return 0
     if args.action == "list":
-        print(f"{'id':>6}  {'tenant':<32}  {'prefix':<12}  {'created':<20}  status")
+        head = f"{'id':>6}  {'tenant':<32}  {'prefix':<12}  {'scope':<9}  {'limit':<22}"
+        print(f"{head}  {'created':<20}  status")
         for r in apikeys.list_keys(dsn, args.tenant):
             status = f"revoked {r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "active"
             created = f"{r.created_at:%Y-%m-%d %H:%M:%S}"
-            print(f"{r.id:>6}  {r.tenant:<32}  {r.prefix:<12}  {created:<20}  {status}")
+            print(
+                f"{r.id:>6}  {r.tenant:<32}  {r.prefix:<12}  {r.scope:<9}  {_limit(r):<22}"
+                f"  {created:<20}  {status}"
+            )
         return 0
-    if apikeys.revoke_key(dsn, args.id):
-        print(
-            f"revoked key id={args.id}; workers stop accepting it within "
-            f"{settings.auth_cache_ttl:g} s (COUNTER_AUTH_CACHE_TTL)"
-        )
+    if args.action == "update":
+        if apikeys.update_limits(dsn, args.id, args.rate, args.burst):
+            limit = "unlimited" if args.rate is None else f"{args.rate:g}/s"
+            print(f"updated key id={args.id}: {limit}; workers apply it within about a second")
+            return 0
+    elif apikeys.revoke_key(dsn, args.id):
+        print(f"revoked key id={args.id}; workers stop accepting it within about a second")
         return 0
     print(f"counterctl: no active key with id {args.id}", file=sys.stderr)
     return 1

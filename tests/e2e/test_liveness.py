@@ -24,7 +24,7 @@ import pytest
 from devstack import RedisCluster
 from devstack.postgres_server import PostgresServer
 from devstack.redis_servers import redis_command
-from service.apikeys import create_key
+from service.apikeys import create_key, new_key
 from service.migrate import migrate
 from service.settings import Settings, _parse_nodes
 from tests.e2e.server import Gunicorn, settings_env
@@ -341,7 +341,7 @@ def test_a_black_holed_postgres_costs_only_the_requests_that_need_it(
                 target=lambda: needs_pg.extend(
                     [
                         post(server.url, "/v1/misc/counter/fresh", key),
-                        post(server.url, "/v1/misc/counter/k0", "ck_" + "0" * 40),
+                        post(server.url, "/v1/misc/counter/k0", new_key()),
                     ]
                 )
             )
@@ -354,8 +354,9 @@ def test_a_black_holed_postgres_costs_only_the_requests_that_need_it(
         # Counters in Redis went on, none waiting behind the requests stuck on PostgreSQL.
         assert load.statuses and set(load.statuses) == {200}, set(load.statuses)
         assert load.slowest < 1.5, f"a Redis-only request took {load.slowest:.2f} s"
-        # A new counter and an unknown key need PostgreSQL: a prompt 503 each.
-        assert [r[0] for r in needs_pg] == [503, 503], needs_pg
+        # A new counter needs PostgreSQL: a prompt 503. An unknown key does not (keys are
+        # in memory): a prompt 401.
+        assert [r[0] for r in needs_pg] == [503, 401], needs_pg
         assert all(r[2] < 5.0 for r in needs_pg), needs_pg
         deadline = time.monotonic() + 15
         while post(server.url, "/v1/misc/counter/fresh", key)[0] != 200:  # recovery

@@ -1,4 +1,4 @@
-"""PostgreSQL unreachable: queries fail at once, known API keys keep working for a grace period."""
+"""PostgreSQL unreachable: queries fail at once, API keys held in memory keep working."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import pytest
 from service.api import pg
 from service.api.auth import Authenticator
 from service.api.errors import Unauthorized
+from service.api.keyset import KeySet
 from service.api.pg import Database
-from service.apikeys import create_key, revoke_key
+from service.apikeys import create_key, new_key, revoke_key
 from service.errors import BackendUnavailable
 from tests.builders import NewTenant
+from tests.helpers import wait_for_key
 
 DEAD_DSN = "postgresql://postgres@127.0.0.1:1/counter"  # nothing listens: refused
 
@@ -43,38 +45,45 @@ def test_after_a_failure_queries_fail_at_once_then_probe_briefly(
     assert ours == ["postgres unavailable"]  # once, not once per query
 
 
-def test_a_known_key_works_through_an_outage_for_the_grace_period(
-    pg_dsn: str, new_tenant: NewTenant
+def test_keys_held_in_memory_serve_through_an_outage_and_catch_up_after(
+    pg_servers: tuple[str, Any], new_tenant: NewTenant
 ) -> None:
+    """No grace period any more: the last loaded set serves for as long as it takes."""
+    dsn, server = pg_servers
+    if server is None:
+        pytest.skip("PostgreSQL is external (COUNTER_TEST_PG_DSN): this test cannot stop it")
     tenant, key = new_tenant()
-    live, dead = Database(pg_dsn, max_size=2), Database(DEAD_DSN, max_size=2, timeout=0.5)
-    auth = Authenticator(live, ttl=0, grace=1.5)  # ttl 0: every call asks PostgreSQL
+    auth = Authenticator(KeySet(dsn, connect_timeout=1).start())
     try:
-        assert auth.tenant_for(key) == tenant
+        assert auth.keys.wait_loaded(10)
+        assert auth.authenticate(key).tenant == tenant
+        server.stop(mode="immediate")
+        time.sleep(1.5)  # the key thread has seen its connection die
+        assert auth.authenticate(key).tenant == tenant  # the last loaded set serves
         with pytest.raises(Unauthorized):
-            auth.tenant_for("ck_unknown")
-        auth.db = dead  # PostgreSQL becomes unreachable
-        started = time.monotonic()
-        assert auth.tenant_for(key) == tenant  # the last answer stands
-        assert auth.tenant_for(key) == tenant
-        with pytest.raises(Unauthorized):
-            auth.tenant_for("ck_unknown")  # so does a known "no such key"
-        with pytest.raises(BackendUnavailable):
-            auth.tenant_for("ck_never_seen")  # nothing to go on: 503
-        time.sleep(max(0.0, 1.6 - (time.monotonic() - started)))
-        with pytest.raises(BackendUnavailable):
-            auth.tenant_for(key)  # past the grace period
-
-        auth.db = live  # back: answers are fresh again, revocation included
-        assert auth.tenant_for(key) == tenant
-        record, other_key = create_key(pg_dsn, tenant)
-        assert auth.tenant_for(other_key) == tenant
-        assert revoke_key(pg_dsn, record.id)
-        with pytest.raises(Unauthorized):
-            auth.tenant_for(other_key)
+            auth.authenticate(new_key())  # unknown: 401 from memory, not 503
+        server.start_again()
+        record, other_key = create_key(dsn, tenant)  # made while the thread reconnects
+        wait_for_key(auth.keys, other_key, timeout=15)  # the reload after reconnect has it
+        assert auth.authenticate(other_key).key_id == record.id
+        assert revoke_key(dsn, record.id)
+        wait_for_key(auth.keys, other_key, present=False)
     finally:
-        live.close()
-        dead.close()
+        if not server.running():
+            server.start_again()
+        auth.keys.close()
+
+
+def test_before_the_first_load_a_key_gets_503_not_401() -> None:
+    auth = Authenticator(KeySet(DEAD_DSN, connect_timeout=1).start())
+    try:
+        with pytest.raises(BackendUnavailable):
+            auth.authenticate(new_key())
+        with pytest.raises(Unauthorized):
+            auth.authenticate("ck_malformed")  # the shape is checked first, from nothing
+        assert not auth.loaded
+    finally:
+        auth.keys.close()
 
 
 def test_a_postgres_restart_costs_no_query(pg_servers: tuple[str, Any]) -> None:

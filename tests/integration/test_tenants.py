@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.api.keyset import KeySet
 from tests.builders import NewTenant
+from tests.helpers import wait_for_key
 
 
 def test_tenants_are_isolated_both_ways(client: Any, new_tenant: NewTenant) -> None:
@@ -22,12 +24,13 @@ def test_tenants_are_isolated_both_ways(client: Any, new_tenant: NewTenant) -> N
 
 
 def test_two_keys_of_one_tenant_share_its_counters(
-    client: Any, pg_dsn: str, new_tenant: NewTenant
+    client: Any, pg_dsn: str, new_tenant: NewTenant, key_set: KeySet
 ) -> None:
     from service.apikeys import create_key
 
     tenant, key1 = new_tenant()
     key2 = create_key(pg_dsn, tenant)[1]
+    wait_for_key(key_set, key2)
     path = "/v1/misc/counter/shared"
     client.simulate_post(path, headers={"requiems-api-key": key1})
     assert client.simulate_post(path, headers={"requiems-api-key": key2}).json["data"]["value"] == 2
