@@ -18,7 +18,7 @@ deps:
 $(STAMP): pyproject.toml deploy/build_meinheld.py
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) deploy/build_meinheld.py
 	@touch $@
 
