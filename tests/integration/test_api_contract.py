@@ -166,7 +166,10 @@ def test_redis_down_is_503(
     assert_error(client.simulate_get(MISC + "x", headers=hdr(key)), 503, "unavailable")
     ready = client.simulate_get("/readyz")
     assert ready.status_code == 503
-    assert ready.json == {"status": "unavailable", "checks": {"redis": False, "postgres": True}}
+    assert ready.json == {
+        "status": "unavailable",
+        "checks": {"redis": False, "postgres": True, "keys": True},
+    }
     assert client.simulate_get("/healthz").status_code == 200
     store.db.close()
 
@@ -242,11 +245,11 @@ def test_api_keys_never_reach_the_logs(
         ),
     ]
     with caplog.at_level(logging.DEBUG):
-        for s in stores:
+        for i, s in enumerate(stores):
             client = falcon.testing.TestClient(create_app(settings, store=s, keys=key_set))
-            for k in (key, unknown, revoked):
-                client.simulate_post(MISC + "x", headers=hdr(k))
-                client.simulate_get(MISC + "x", headers=hdr(k))
+            for k in (key, unknown, revoked):  # a new counter each time: hydration asks PostgreSQL
+                client.simulate_post(MISC + f"x{i}", headers=hdr(k))
+                client.simulate_get(MISC + f"x{i}", headers=hdr(k))
     lines = "\n".join(JsonFormatter().format(r) for r in caplog.records)
     assert "redis unavailable" in lines and "postgres unavailable" in lines  # they did log
     assert "unhandled error" in lines

@@ -45,7 +45,8 @@ def test_postgres_restarted_during_increments_postgres_catches_up_exactly(
     new_tenant: NewTenant,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    dsn, server = pg_servers
+    server = pg_servers[1]
+    dsn = backend.pg_dsn  # the backend's database, on the session's server
     if server is None:
         pytest.skip("PostgreSQL is external (COUNTER_TEST_PG_DSN): this test cannot restart it")
     caplog.set_level(logging.INFO, logger="counter.flusher")
