@@ -21,6 +21,7 @@ from meinheld import server
 from meinheld.gmeinheld import MeinheldWorker
 
 log = logging.getLogger("counter.worker")
+FRAME_STACKS = 256  # freed greenlet frame stacks kept per worker (16 KB each: 4 MB at most)
 BACKEND_FDS = 512  # fds above the clients' for Redis, PostgreSQL, listeners and logs
 
 
@@ -81,6 +82,8 @@ class CounterWorker(MeinheldWorker):  # type: ignore[misc]
         server.set_picoev_max_fd(max_fd)
         if hasattr(server, "_set_client_fd_limit"):  # the build from deploy/build_meinheld.py
             server._set_client_fd_limit(client_limit)
+            # PERF: reuse the 16 KB frame stack of each request's greenlet (no mmap/munmap).
+            server._cache_frame_stacks(FRAME_STACKS)
             _RefusalLog(self.cfg.worker_connections).schedule()
         server.set_fastwatchdog(self.tmp.fileno(), self.ppid, int(self.timeout))
         server.set_listen_socket([s.fileno() for s in self.sockets])
