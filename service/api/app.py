@@ -6,7 +6,10 @@ Everything a worker needs is passed in from here, including meinheld's loop hook
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon
+import falcon.responders
 
 from service.api import errors
 from service.api.auth import Authenticator
@@ -25,6 +28,31 @@ from service.logs import setup_logging
 from service.settings import Settings
 
 COUNTER_PREFIXES = ("/v1/misc/counter", "/v1/technology/counter")
+
+
+class CounterApp(falcon.App[falcon.Request, falcon.Response]):
+    """Falcon, answering every method a resource lacks with 405 and its ``Allow``.
+
+    Falcon answers a method outside its own list (``falcon.COMBINED_METHODS``,
+    e.g. ``FOO``) with 400; meinheld's build passes such methods on, and the
+    contract wants them to be 405 like ``PUT``. The 405 responder is the one
+    Falcon built for the route (under ``WEBSOCKET``, which no resource serves).
+    """
+
+    def _get_responder(self, req: falcon.Request) -> Any:
+        responder, params, resource, template = super()._get_responder(req)
+        if responder is falcon.responders.bad_request and resource is not None:
+            route = self._router.find(req.path, req)
+            if route is not None:
+                responder = route[1]["WEBSOCKET"]
+        return responder, params, resource, template
+
+
+def _head_as_get(resource: Any) -> Any:
+    """``HEAD`` is ``GET`` without the body (Falcon drops the body, keeps the length)."""
+    if hasattr(resource, "on_get") and not hasattr(resource, "on_head"):
+        resource.on_head = resource.on_get
+    return resource
 
 
 def create_app(
@@ -49,16 +77,16 @@ def create_app(
             settings.buckets,
         )
     auth = Authenticator(store.db, settings.auth_cache_ttl, settings.auth_outage_grace)
-    app = falcon.App()
+    app = CounterApp()
     increments = BatchedCounter(INCREMENTS, hooks)
-    counters = CounterResource(store, auth, settings.max_body_bytes, increments)
+    counters = _head_as_get(CounterResource(store, auth, settings.max_body_bytes, increments))
     for prefix in COUNTER_PREFIXES:
         # {namespace:path} also captures '/', so "a/b" or "a%2Fb" reach validation
         # and get a 400 instead of falling through to a 404.
         app.add_route(prefix + "/{namespace:path}", counters)
         app.add_route(prefix + "/", counters)  # empty namespace: 400, not 404
-    app.add_route("/healthz", HealthResource(store))
-    app.add_route("/readyz", ReadyResource(store))
-    app.add_route("/metrics", MetricsResource())
+    app.add_route("/healthz", _head_as_get(HealthResource(store)))
+    app.add_route("/readyz", _head_as_get(ReadyResource(store)))
+    app.add_route("/metrics", _head_as_get(MetricsResource()))
     errors.install(app)
     return app
