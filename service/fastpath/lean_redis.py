@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from service.fastpath.coop import LoopHooks
+from service.fastpath.handshake import Handshake
 from service.fastpath.pipeline import PipelinedNode
 from service.fastpath.resp import ConnectionLost, NodeConnection, ReplyError, WaitReadable, pack
 
@@ -46,8 +47,10 @@ class LeanRedis:
         timeout: float,
         wait: WaitReadable | None = None,
         hooks: LoopHooks | None = None,
+        handshake: Handshake | None = None,
     ) -> None:
         self.seeds = list(seeds)
+        self.handshake = handshake  # TLS and AUTH on every new connection, pooled or pipelined
         self.cluster = cluster
         self.timeout = timeout
         self.wait = wait
@@ -72,7 +75,9 @@ class LeanRedis:
             if owner is not None:  # in a request: share the node's pipelined connection
                 pipe = self._pipes.get(addr)
                 if pipe is None:
-                    pipe = self._pipes[addr] = PipelinedNode(addr, self.timeout, hooks)
+                    pipe = self._pipes[addr] = PipelinedNode(
+                        addr, self.timeout, hooks, self.handshake
+                    )
                 return pipe.call(packed, owner)
         idle = self._idle.get(addr)
         if idle is None:
@@ -81,7 +86,11 @@ class LeanRedis:
             conn = idle.pop()  # list.pop and append are atomic: no lock for threads
         except IndexError:
             conn = NodeConnection(
-                addr, self.timeout, self.wait, hooks.wait_io if hooks is not None else None
+                addr,
+                self.timeout,
+                self.wait,
+                hooks.wait_io if hooks is not None else None,
+                self.handshake,
             )
         try:
             reply = conn.call(packed, replies)

@@ -51,12 +51,15 @@ import os
 import socket
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hiredis
 
 from service.fastpath.coop import LoopHooks
-from service.fastpath.resp import ConnectionLost, open_socket
+from service.fastpath.resp import WOULD_BLOCK, ConnectionLost, buffered, open_socket
+
+if TYPE_CHECKING:
+    from service.fastpath.handshake import Handshake
 
 log = logging.getLogger("counter.pipeline")
 RETRY_AFTER = 1.0  # seconds of immediate failures after a connect failure
@@ -83,10 +86,17 @@ class _Pending:
 class PipelinedNode:
     """All in-flight commands of one worker to one node, on one socket."""
 
-    def __init__(self, addr: tuple[str, int], timeout: float, hooks: LoopHooks) -> None:
+    def __init__(
+        self,
+        addr: tuple[str, int],
+        timeout: float,
+        hooks: LoopHooks,
+        handshake: Handshake | None = None,
+    ) -> None:
         self.addr = addr
         self.timeout = timeout
         self.hooks = hooks
+        self.handshake = handshake  # TLS and AUTH on each new connection
         self._sock: socket.socket | None = None
         self._reader = hiredis.Reader()
         self._out: list[bytes] = []  # queued, not yet sent
@@ -140,7 +150,7 @@ class PipelinedNode:
     def _connect(self, mine: _Pending) -> None:
         """Connect through the loop; on failure nothing queued was sent: all get NotSent."""
         try:
-            self._sock = open_socket(self.addr, self.timeout, self.hooks.wait_io)
+            self._sock = open_socket(self.addr, self.timeout, self.hooks.wait_io, self.handshake)
         except ConnectionLost as exc:
             self._down_until = time.monotonic() + RETRY_AFTER
             lost = NotSent(str(exc))
@@ -161,7 +171,7 @@ class PipelinedNode:
             return
         try:
             sent = sock.send(data)
-        except BlockingIOError:
+        except WOULD_BLOCK:  # TLS: the retry (in _drain) starts with the same bytes
             sent = 0
         except OSError:
             self._shutdown(sock)
@@ -188,7 +198,7 @@ class PipelinedNode:
                 self.hooks.wait_io(fd, False, True, self.timeout)
                 try:
                     sent = sock.send(self._unsent)
-                except BlockingIOError:
+                except WOULD_BLOCK:
                     continue
                 self._unsent = self._unsent[sent:]
                 deadline = time.monotonic() + self.timeout  # progress
@@ -212,16 +222,17 @@ class PipelinedNode:
         reader, pending = self._reader, self._pending
         try:
             while not mine.done:
-                self._waiting = True
-                try:
-                    self.hooks.wait_readable(sock.fileno(), self.timeout)
-                finally:
-                    self._waiting = False
+                if not buffered(sock):  # TLS: decrypted bytes wait in the socket, not the fd
+                    self._waiting = True
+                    try:
+                        self.hooks.wait_readable(sock.fileno(), self.timeout)
+                    finally:
+                        self._waiting = False
                 if self._sock is not sock:  # failed by the watchdog meanwhile
                     raise mine.error or ConnectionLost(f"{self._where}: connection failed")
                 try:
                     data = sock.recv(65536)
-                except BlockingIOError:
+                except WOULD_BLOCK:
                     continue
                 if not data:
                     raise ConnectionLost(f"{self._where}: connection closed by server")
