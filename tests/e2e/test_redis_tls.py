@@ -1,7 +1,7 @@
 """The service under gunicorn + meinheld on Redis that demands TLS and AUTH.
 
 Every wait of the handshake goes through meinheld's loop, and the requests in
-flight share one pipelined TLS connection per node (``tests/secure_redis.py``
+flight share one pipelined TLS connection per node (``devstack/secure_redis.py``
 starts the servers).
 """
 
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from devstack.secure_redis import PASSWORD, USER, SecureRedis, make_certs
 from tests.builders import NewTenant
 from tests.e2e.http_client import hammer, request
 from tests.e2e.server import Gunicorn
-from tests.secure_redis import PASSWORD, USER, SecureRedis, make_certs
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Redis AUTH and TLS on both clients, one node and a cluster, against real servers.
 
-The servers demand what managed services do (``tests/secure_redis.py``): TLS with
+The servers demand what managed services do (``devstack/secure_redis.py``): TLS with
 client certificates and an ACL user, the default user switched off; a node with
 only ``requirepass``; a 3-master cluster whose bus speaks TLS too.
 """
@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from greenlet import getcurrent
 
+from devstack.secure_redis import PASSWORD, REQUIREPASS, USER, Certs, SecureRedis, make_certs
 from service.errors import BackendUnavailable
 from service.fastpath.handshake import handshake_for
 from service.fastpath.pipeline import PipelinedNode
@@ -26,7 +27,6 @@ from service.redis_conn import connect
 from service.settings import Settings
 from tests.builders import make_store
 from tests.greenloop import GreenLoop
-from tests.secure_redis import PASSWORD, REQUIREPASS, USER, Certs, SecureRedis, make_certs
 
 
 @pytest.fixture(scope="module")

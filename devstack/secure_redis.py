@@ -20,8 +20,8 @@ from typing import Any
 
 import redis
 
-from devstack.ports import LOCALHOST, free_port, free_port_pair
-from devstack.procs import stop_popen
+from .ports import LOCALHOST, free_port, free_port_pair
+from .procs import stop_popen
 
 USER, PASSWORD = "counter", "s3cret-Pa55word"  # the ACL user the service logs in as
 REQUIREPASS = "only-a-Pa55word"  # the default user's password on the requirepass node
