@@ -76,6 +76,23 @@ def test_a_method_the_counter_lacks_is_a_json_405_with_allow(port: int, method: 
     assert {m.strip() for m in reply.headers["allow"].split(",")} == ALLOW
 
 
+def test_an_unknown_method_later_on_a_keep_alive_connection_is_a_405(port: int) -> None:
+    with connect(port) as sock:
+        sock.sendall(req("GET /healthz HTTP/1.1"))
+        assert read_reply(sock).status == 200
+        sock.sendall(req(f"QUERY {COUNTER} HTTP/1.1"))
+        assert read_reply(sock).status == 405
+
+
+def test_an_unknown_method_pipelined_behind_another_request_is_a_json_400(port: int) -> None:
+    """The case left to meinheld's parser (docs/http-edges.md): the packet gets one JSON 400."""
+    with connect(port) as sock:
+        sock.sendall(req("GET /healthz HTTP/1.1") + req(f"QUERY {COUNTER} HTTP/1.1"))
+        reply = read_reply(sock)
+        assert reply.status == 400 and reply.is_error_shape("bad_request")
+        assert closed_by_peer(sock)
+
+
 def test_an_unknown_method_on_an_unknown_route_is_a_json_404(port: int) -> None:
     reply = exchange(port, req("QUERY /nowhere HTTP/1.1"))
     assert reply.status == 404 and reply.is_error_shape("not_found")
