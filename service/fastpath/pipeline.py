@@ -41,6 +41,11 @@ The wait needs no syscall: ``_park``/``_wake`` are added to meinheld by
 
 Failure: nothing is ever re-sent. A command that was sent has an unknown outcome
 (``ConnectionLost``); one that never left (the connect failed) gets ``NotSent``.
+
+TLS and AUTH (``handshake``) run when a connection is made (``resp.open_socket``).
+On a TLS socket the reader first takes what the SSL object already decrypted (the
+fd shows nothing for it), and a send that would block (``SSLWantWriteError``) is
+finished by ``_drain`` starting with the same bytes, as OpenSSL requires.
 """
 
 from __future__ import annotations
