@@ -76,7 +76,7 @@ class LeanRedis:
                 pipe = self._pipes.get(addr)
                 if pipe is None:
                     pipe = self._pipes[addr] = PipelinedNode(
-                        addr, self.timeout, hooks, self.handshake
+                        addr, self.timeout, hooks, handshake=self.handshake
                     )
                 return pipe.call(packed, owner)
         idle = self._idle.get(addr)
@@ -90,7 +90,7 @@ class LeanRedis:
                 self.timeout,
                 self.wait,
                 hooks.wait_io if hooks is not None else None,
-                self.handshake,
+                handshake=self.handshake,
             )
         try:
             reply = conn.call(packed, replies)

@@ -195,7 +195,7 @@ def test_a_host_name_the_certificate_does_not_name_is_refused(
 
 
 def pipelined(settings: Settings, port: int, loop: GreenLoop) -> PipelinedNode:
-    return PipelinedNode(("127.0.0.1", port), 5, loop.hooks, handshake_for(settings))
+    return PipelinedNode(("127.0.0.1", port), 5, loop.hooks, handshake=handshake_for(settings))
 
 
 def task(pipe: PipelinedNode, *parts: str | int | bytes) -> Callable[[], Any]:
