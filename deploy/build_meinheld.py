@@ -21,7 +21,15 @@ with the service's JSON 503 and closed instead of being accepted and starved
 worker's own Redis and PostgreSQL sockets; running out of fds (EMFILE) or an
 aborted handshake no longer kills the worker.
 
-The build is installed as version ``1.0.2+greenlet3.park.live.perf``; the service makes Redis
+Strict edges (see ``EDGE_*``): every answer meinheld gives by itself (parser errors,
+timeouts, oversized requests) is the service's JSON error shape; an unknown method on
+a well-formed request line reaches the app (which answers 405 with ``Allow``) instead
+of a 400; the request line and headers must arrive within ``header_timeout`` of the
+connection (or of a keep-alive request's first byte) and the body within
+``body_timeout`` after them, never pushed back by a slow trickle; header bytes and
+count are capped (431). ``_set_edge_limits`` sets them (``service/api/edges.py``).
+
+The build is installed as version ``1.0.2+greenlet3.park.live.perf.edges``; the service makes Redis
 waits cooperative and pipelined only under that build and blocks the worker otherwise.
 
 Usage: ``python deploy/build_meinheld.py`` with the virtualenv's Python.
@@ -37,7 +45,7 @@ import tempfile
 from pathlib import Path
 
 VERSION = "1.0.2"
-LOCAL_VERSION = f"{VERSION}+greenlet3.park.live.perf"
+LOCAL_VERSION = f"{VERSION}+greenlet3.park.live.perf.edges"
 
 # Park and wake a request's greenlet with no syscall (service/fastpath/pipeline.py): _park()
 # switches the running request to the loop with nothing registered; _wake(client)
@@ -212,6 +220,187 @@ TRAMPOLINE_ARGS = (
     "  }\n"
 )
 
+# Edges, in response.c: meinheld's own answers (parser errors, timeouts, oversized
+# requests) in the service's JSON error shape, like refuse_connection's 503.
+EDGE_PAGE_C = r"""static const char *edge_reason(int status) {
+  switch (status) {
+    case 400: return "Bad Request";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
+    case 431: return "Request Header Fields Too Large";
+    case 503: return "Service Unavailable";
+    default: return "Internal Server Error";
+  }
+}
+
+static const char *edge_message(int status) {
+  switch (status) {
+    case 400: return "Malformed request: not valid HTTP/1.1";
+    case 405: return "Method not allowed on this resource";
+    case 408: return "Request not received in time";
+    case 411: return "Length required: send Content-Length with a request body";
+    case 413: return "Request body too large";
+    case 414: return "Request target too long";
+    case 417: return "Expectation not supported (only 100-continue)";
+    case 431: return "Request header fields too large or too many";
+    case 503: return "Service unavailable, retry later";
+    default: return "Internal server error";
+  }
+}
+
+static const char *edge_code(int status) {
+  if (status == 405) return "method_not_allowed";
+  if (status == 413) return "payload_too_large";
+  if (status == 503) return "unavailable";
+  if (status >= 500) return "internal_error";
+  return "bad_request";
+}
+
+static void edge_error_page(client_t *client) {
+  char body[256], page[512], stamp[32];
+  struct tm tm;
+  time_t now = time(NULL);
+  int status = client->status_code, body_len, page_len;
+  if (status < 400 || status > 599) {
+    status = 500;
+  }
+  gmtime_r(&now, &tm);
+  strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  body_len = snprintf(body, sizeof(body),
+                      "{\"error\":\"%s\",\"message\":\"%s\",\"metadata\":"
+                      "{\"timestamp\":\"%s\"}}",
+                      edge_code(status), edge_message(status), stamp);
+  page_len = snprintf(page, sizeof(page),
+                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %d\r\n%sConnection: close\r\n\r\n%s",
+                      status, edge_reason(status), body_len,
+                      status == 503 ? "Retry-After: 1\r\n" : "", body);
+  blocking_write(client, page, page_len);
+}
+
+void send_error_page(client_t *client) {
+"""
+
+# Edges, in server.c: limits and read deadlines (``_set_edge_limits``), unknown methods
+# handed to the app, parser failures mapped to their status.
+EDGE_SERVER_C = r"""uint32_t edge_max_header_bytes = 80 * 1024; /* request line + headers */
+int edge_max_header_fields = 128;
+static int edge_header_timeout = 30; /* seconds for the request line and headers */
+static int edge_body_timeout = 30;   /* seconds for the body, after the headers */
+
+static PyObject *meinheld_set_edge_limits(PyObject *self, PyObject *args) {
+  int header_bytes, header_fields, header_timeout, body_timeout;
+  if (!PyArg_ParseTuple(args, "iiii", &header_bytes, &header_fields,
+                        &header_timeout, &body_timeout)) {
+    return NULL;
+  }
+  if (header_bytes < 256 || header_fields < 1 || header_timeout < 1 ||
+      body_timeout < 1) {
+    PyErr_SetString(PyExc_ValueError, "_set_edge_limits: a limit is out of range");
+    return NULL;
+  }
+  edge_max_header_bytes = (uint32_t)header_bytes;
+  edge_max_header_fields = header_fields;
+  edge_header_timeout = header_timeout;
+  edge_body_timeout = body_timeout;
+  Py_RETURN_NONE;
+}
+
+static int edge_timeout(client_t *client) {
+  return client->edge_phase == 2 ? edge_body_timeout : edge_header_timeout;
+}
+
+/* A request arriving in pieces: its deadline is set once per phase (headers from
+   accept or from a keep-alive request's first byte, then the body from the end of
+   the headers), never pushed back by later reads, so a trickle cannot hold the
+   connection. */
+static void edge_arm_deadline(client_t *client) {
+  request *req = client->current_req;
+  uint8_t phase = 1;
+  if (req != NULL && req->environ != NULL &&
+      PyDict_GetItem(req->environ, client_key) != NULL) {
+    phase = 2; /* the headers are complete: the body is being read */
+  }
+  if (phase > client->edge_phase) {
+    client->edge_phase = phase;
+    if (picoev_is_active(main_loop, client->fd)) {
+      picoev_set_timeout(main_loop, client->fd, edge_timeout(client));
+    }
+  }
+}
+
+static int edge_status(client_t *client, request *req) {
+  if (req != NULL && req->bad_request_code > 0) {
+    return req->bad_request_code;
+  }
+  if (HTTP_PARSER_ERRNO(client->http_parser) == HPE_HEADER_OVERFLOW) {
+    return 431;
+  }
+  return 400;
+}
+
+static int edge_is_tchar(unsigned char c) {
+  return c > 32 && c < 127 && strchr("\"(),/:;<=>?@[\\]{}", c) == NULL;
+}
+
+/* The parser knows a fixed list of methods and fails on any other. An unknown
+   token on a well-formed request line (QUERY /x HTTP/1.1) is parsed as GET and
+   REQUEST_METHOD set to the token, so the app answers 405 with the resource's
+   Allow. Only at the start of a connection's request (pipelined ones: 400). */
+static size_t edge_execute_parse(client_t *client, char *buf, ssize_t r) {
+  ssize_t i = 0, n, nl, end;
+  int m;
+  char *copy;
+  size_t len, nread;
+  if (client->current_req != NULL || client->edge_method != NULL) {
+    return execute_parse(client, buf, r);
+  }
+  while (i < r && (buf[i] == '\r' || buf[i] == '\n')) {
+    i++;
+  }
+  for (n = i; n < r && n - i <= 32 && edge_is_tchar((unsigned char)buf[n]); n++) {
+  }
+  if (n == i || n >= r || buf[n] != ' ') {
+    return execute_parse(client, buf, r);
+  }
+  for (m = 0; m <= HTTP_PURGE; m++) {
+    const char *known = http_method_str((enum http_method)m);
+    if ((ssize_t)strlen(known) == n - i && memcmp(known, buf + i, n - i) == 0) {
+      return execute_parse(client, buf, r);
+    }
+  }
+  for (nl = n; nl < r && buf[nl] != '\n'; nl++) {
+  }
+  end = (nl < r && buf[nl - 1] == '\r') ? nl - 1 : nl;
+  if (nl >= r || end - n < 11 || memcmp(buf + end - 9, " HTTP/1.", 8) != 0 ||
+      buf[end - 1] < '0' || buf[end - 1] > '9') {
+    return execute_parse(client, buf, r);
+  }
+  len = (size_t)(r - n) + 3;
+  copy = PyMem_Malloc(len);
+  if (copy == NULL) {
+    return execute_parse(client, buf, r);
+  }
+  client->edge_method = PyUnicode_DecodeLatin1(buf + i, n - i, NULL);
+  if (client->edge_method == NULL) {
+    PyErr_Clear();
+    PyMem_Free(copy);
+    return execute_parse(client, buf, r);
+  }
+  memcpy(copy, "GET", 3);
+  memcpy(copy + 3, buf + n, r - n);
+  nread = execute_parse(client, copy, len);
+  PyMem_Free(copy);
+  return nread == len ? (size_t)r : 0;
+}
+
+static int parse_http_request(int fd, client_t *client, char *buf, ssize_t r) {
+"""
+
 # (file, text in meinheld's source, replacement): each must match exactly once.
 EDITS = (
     (
@@ -288,6 +477,150 @@ EDITS = (
     ("setup.py", f'version="{VERSION}"', f'version="{LOCAL_VERSION}"'),
 )
 
+# Strict edges (EDGE_PAGE_C, EDGE_SERVER_C), applied after EDITS.
+EDGE_EDITS = (
+    ("meinheld/server/response.c", "void send_error_page(client_t *client) {\n", EDGE_PAGE_C),
+    (
+        "meinheld/server/response.c",
+        "  switch (client->status_code) {\n    case 400:\n",
+        "  edge_error_page(client);\n"
+        "  client->keep_alive = 0;\n"
+        "  client->header_done = 1;\n"
+        "  client->response_closed = 1;\n"
+        "  return;\n"
+        "  switch (client->status_code) {\n    case 400:\n",
+    ),
+    (
+        "meinheld/server/client.h",
+        "  uint8_t use_cork;            // use TCP_CORK\n",
+        "  uint8_t use_cork;            // use TCP_CORK\n"
+        "  PyObject *edge_method;       // edges: an unknown method, parsed as GET\n"
+        "  uint8_t edge_phase;          // edges: 0 idle, 1 headers, 2 body\n",
+    ),
+    (
+        "meinheld/server/request.h",
+        "#define LIMIT_REQUEST_FIELDS 128\n#define LIMIT_REQUEST_FIELD_SIZE 1024 * 8\n",
+        "extern int edge_max_header_fields;\n"
+        "extern uint32_t edge_max_header_bytes;\n"
+        "#define LIMIT_REQUEST_FIELDS edge_max_header_fields\n"
+        "#define LIMIT_REQUEST_FIELD_SIZE edge_max_header_bytes\n",
+    ),
+    (
+        "meinheld/server/http_parser.h",
+        "#define HTTP_MAX_HEADER_SIZE (80 * 1024)\n",
+        "extern uint32_t edge_max_header_bytes; /* edges: _set_edge_limits */\n"
+        "#define HTTP_MAX_HEADER_SIZE edge_max_header_bytes\n",
+    ),
+    (
+        "meinheld/server/http_request_parser.c",
+        "    if (LIMIT_REQUEST_FIELDS <= req->num_headers) {\n      req->bad_request_code = 400;\n",
+        "    /* edges: num_headers excludes the field pending in req: count it */\n"
+        "    if (LIMIT_REQUEST_FIELDS <= req->num_headers + 1) {\n"
+        "      req->bad_request_code = 431;\n",
+    ),
+    (
+        "meinheld/server/http_request_parser.c",
+        "    case LIMIT_OVER:\n      req->bad_request_code = 400;\n",
+        "    case LIMIT_OVER:\n      req->bad_request_code = 414;\n",
+    ),
+    (
+        "meinheld/server/http_request_parser.c",
+        "    default:\n      obj = http_method_get;\n      break;\n  }\n\n"
+        "  ret = PyDict_SetItem(env, request_method_key, obj);\n",
+        "    default:\n      obj = NULL; /* edges: never serve another method as GET */\n"
+        "      break;\n  }\n\n"
+        "  if (client->edge_method != NULL) {\n"
+        "    obj = client->edge_method;\n"
+        "  }\n"
+        "  if (obj == NULL) {\n"
+        "    PyObject *name = PyUnicode_FromString(http_method_str(p->method));\n"
+        "    if (name == NULL) {\n"
+        "      return -1;\n"
+        "    }\n"
+        "    ret = PyDict_SetItem(env, request_method_key, name);\n"
+        "    Py_DECREF(name);\n"
+        "  } else {\n"
+        "    ret = PyDict_SetItem(env, request_method_key, obj);\n"
+        "  }\n",
+    ),
+    (
+        "meinheld/server/server.c",
+        "static int parse_http_request(int fd, client_t *client, char *buf, ssize_t r) {\n",
+        EDGE_SERVER_C,
+    ),
+    (
+        "meinheld/server/server.c",
+        "  nread = execute_parse(client, buf, r);\n",
+        "  nread = edge_execute_parse(client, buf, r);\n",
+    ),
+    (
+        "meinheld/server/server.c",
+        "    if (parse_new_protocol(req, buf, r, nread) == -1) {\n"
+        "      return set_read_error(client, req->bad_request_code);\n    }\n",
+        "    if (parse_new_protocol(req, buf, r, nread) == -1) {\n"
+        "      /* edges: not a switch this server makes: serve it as a plain request */\n"
+        "      PyErr_Clear();\n"
+        "      client->upgrade = 0;\n"
+        "      client->keep_alive = 0;\n    }\n",
+    ),
+    (
+        "meinheld/server/server.c",
+        "    return set_read_error(client, 400);\n  } else if (nread != r",
+        "    return set_read_error(client, edge_status(client, NULL));\n  } else if (nread != r",
+    ),
+    (
+        "meinheld/server/server.c",
+        '    DEBUG("fd %d bad_request code %d", fd, req->bad_request_code);\n'
+        "    return set_read_error(client, req->bad_request_code);\n",
+        '    DEBUG("fd %d bad_request code %d", fd, req->bad_request_code);\n'
+        "    return set_read_error(client, edge_status(client, req));\n",
+    ),
+    (
+        "meinheld/server/server.c",
+        "  if (!client->keep_alive) {\n    picoev_set_timeout(loop, fd, READ_TIMEOUT_SECS);\n  }\n",
+        "  /* edges: no timeout pushed back per read (see edge_arm_deadline) */\n",
+    ),
+    (
+        "meinheld/server/server.c",
+        "    case 0:\n      return set_read_error(client, 503);\n",
+        "    case 0: /* edges: the client ended an incomplete request */\n"
+        "      return set_read_error(client, 400);\n",
+    ),
+    (
+        "meinheld/server/server.c",
+        "      return parse_http_request(fd, client, buf, r);\n",
+        "      r = parse_http_request(fd, client, buf, r);\n"
+        "      if (r == 0) {\n"
+        "        edge_arm_deadline(client);\n"
+        "      }\n"
+        "      return (int)r;\n",
+    ),
+    (
+        "meinheld/server/server.c",
+        "        init_parser(client, server_name, server_port);\n\n"
+        "        finish = read_request(loop, fd, client, 1);\n",
+        "        init_parser(client, server_name, server_port);\n"
+        "        client->edge_phase = 1; /* edges: the headers' deadline runs from accept */\n\n"
+        "        finish = read_request(loop, fd, client, 1);\n",
+    ),
+    (
+        "meinheld/server/server.c",
+        "          ret = picoev_add(loop, client_fd, PICOEV_READ, keep_alive_timeout,\n",
+        "          ret = picoev_add(loop, client_fd, PICOEV_READ, edge_timeout(client),\n",
+    ),
+    (
+        "meinheld/server/server.c",
+        "static void dealloc_client(client_t *client) {\n",
+        "static void dealloc_client(client_t *client) {\n  Py_CLEAR(client->edge_method);\n",
+    ),
+    (
+        "meinheld/server/server.c",
+        '    {"set_max_content_length", meinheld_set_max_content_length, METH_VARARGS,\n',
+        '    {"_set_edge_limits", meinheld_set_edge_limits, METH_VARARGS, 0},\n'
+        '    {"set_max_content_length", meinheld_set_max_content_length, METH_VARARGS,\n',
+    ),
+)
+
 
 def pip(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "pip", *args], check=True)
@@ -298,7 +631,7 @@ def patch_source(src: Path) -> None:
 
     header = Path(greenlet.__file__).parent / "greenlet.h"
     shutil.copyfile(header, src / "meinheld/server/greenlet.h")
-    for name, old, new in EDITS:
+    for name, old, new in (*EDITS, *EDGE_EDITS):
         path = src / name
         text = path.read_text()
         if text.count(old) != 1:

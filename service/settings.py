@@ -37,7 +37,9 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-LEAN_URL = re.compile(r"redis://[^@/:]+(:\d+)?(/0?)?")
+LEAN_URL = re.compile(r"rediss?://[^@/:]+(:\d+)?(/0?)?")
+# Variables whose value may hold a password: an error about one never shows the value.
+SECRET_VARIABLES = frozenset({"COUNTER_PG_DSN", "COUNTER_REDIS_URL", "COUNTER_REDIS_PASSWORD"})
 
 
 class SettingsError(ValueError):
@@ -46,9 +48,9 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    pg_dsn: str
+    pg_dsn: str = field(repr=False)  # may hold a password
     redis_nodes: tuple[tuple[str, int], ...] = ()  # cluster mode when non-empty
-    redis_url: str | None = None  # single-node mode
+    redis_url: str | None = field(default=None, repr=False)  # single-node mode
     redis_client: str = "lean"  # hot-path client: "lean" (hiredis sockets) or "redis-py"
     buckets: int = 4096
     partitions: int = 16
@@ -65,6 +67,16 @@ class Settings:
     replica_ack: bool = False  # answer 200 only once a replica has the increment (WAIT 1)
     replica_ack_timeout: float = 1.0  # seconds that WAIT waits before the request gets a 503
     max_body_bytes: int = 4096
+    max_header_bytes: int = 16384  # request line + headers; more get 431 (meinheld)
+    max_headers: int = 64  # header fields per request; more get 431 (meinheld)
+    header_timeout: int = 10  # seconds for the request line and headers (meinheld)
+    body_timeout: int = 10  # seconds for the body, after the headers (meinheld)
+    redis_username: str | None = None  # Redis ACL user (AUTH user password)
+    redis_password: str | None = field(default=None, repr=False)  # AUTH on every connection
+    redis_tls: bool = False  # TLS to Redis, certificate and host name verified
+    redis_tls_ca: str | None = None  # CA bundle (PEM) for Redis; None: the system's
+    redis_tls_cert: str | None = None  # client certificate (PEM), when Redis asks for one
+    redis_tls_key: str | None = None  # its private key, unless it is in the certificate file
     flush_interval: float = 1.0
     flush_batch: int = 5000
     flush_lease: float = 3.0  # seconds a stuck flusher keeps its partitions before takeover
@@ -104,9 +116,26 @@ class Settings:
             )
         if client == "lean" and url and not LEAN_URL.fullmatch(url):
             raise SettingsError(
-                f"COUNTER_REDIS_URL={url!r} needs COUNTER_REDIS_CLIENT=redis-py: the lean "
-                "client speaks plain redis://host:port[/0] (no password, TLS or other db)"
+                "COUNTER_REDIS_URL needs COUNTER_REDIS_CLIENT=redis-py: the lean client "
+                "takes redis[s]://host:port[/0] (credentials in COUNTER_REDIS_USERNAME and "
+                "COUNTER_REDIS_PASSWORD, database 0 only)"
             )
+        username = get("COUNTER_REDIS_USERNAME", str, None)
+        password = get("COUNTER_REDIS_PASSWORD", str, None)
+        if username is not None and password is None:
+            raise SettingsError("COUNTER_REDIS_USERNAME is set without COUNTER_REDIS_PASSWORD")
+        tls = get("COUNTER_REDIS_TLS", _parse_flag, d["redis_tls"]) or bool(
+            url and url.startswith("rediss://")
+        )
+        ca = get("COUNTER_REDIS_TLS_CA", _parse_file, None)
+        cert = get("COUNTER_REDIS_TLS_CERT", _parse_file, None)
+        key = get("COUNTER_REDIS_TLS_KEY", _parse_file, None)
+        if not tls and (ca or cert or key):
+            raise SettingsError(
+                "COUNTER_REDIS_TLS_CA/CERT/KEY are set but COUNTER_REDIS_TLS is not 1"
+            )
+        if key and not cert:
+            raise SettingsError("COUNTER_REDIS_TLS_KEY is set without COUNTER_REDIS_TLS_CERT")
         return cls(
             pg_dsn=get.required("COUNTER_PG_DSN", _parse_dsn),
             redis_nodes=nodes,
@@ -135,6 +164,18 @@ class Settings:
                 "COUNTER_REPLICA_ACK_TIMEOUT", _float_in(0.001, 60), d["replica_ack_timeout"]
             ),
             max_body_bytes=get("COUNTER_MAX_BODY_BYTES", _int_in(0, 1 << 20), d["max_body_bytes"]),
+            max_header_bytes=get(
+                "COUNTER_MAX_HEADER_BYTES", _int_in(1024, 1 << 20), d["max_header_bytes"]
+            ),
+            max_headers=get("COUNTER_MAX_HEADERS", _int_in(1, 1024), d["max_headers"]),
+            header_timeout=get("COUNTER_HEADER_TIMEOUT", _int_in(1, 3600), d["header_timeout"]),
+            body_timeout=get("COUNTER_BODY_TIMEOUT", _int_in(1, 3600), d["body_timeout"]),
+            redis_username=username,
+            redis_password=password,
+            redis_tls=tls,
+            redis_tls_ca=ca,
+            redis_tls_cert=cert,
+            redis_tls_key=key,
             flush_interval=get(
                 "COUNTER_FLUSH_INTERVAL", _float_in(0.01, 3600), d["flush_interval"]
             ),
@@ -183,6 +224,9 @@ class _Reader:
         try:
             return parse(raw)
         except ValueError as exc:
+            if name in SECRET_VARIABLES:  # a typo must not print a password
+                why = str(exc).replace(raw, "***")
+                raise SettingsError(f"{name} is invalid (value not shown): {why}") from None
             raise SettingsError(f"{name}={raw!r} is invalid: {exc}") from None
 
 
@@ -241,6 +285,20 @@ def _parse_bind(raw: str) -> str:
 def _parse_redis_url(raw: str) -> str:
     if not raw.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError("must start with redis://, rediss:// or unix://")
+    return raw
+
+
+def _parse_flag(raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be 0 or 1")
+
+
+def _parse_file(raw: str) -> str:
+    if not os.path.isfile(raw):
+        raise ValueError("no such file")
     return raw
 
 

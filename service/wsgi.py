@@ -7,10 +7,13 @@ waiting on Redis or PostgreSQL yield to the others.
 """
 
 from service.api.app import create_app
+from service.api.edges import apply_to_meinheld
 from service.fastpath.coop import meinheld_hooks
 from service.logs import setup_logging
 from service.settings import Settings
 
 settings = Settings.from_env()
 setup_logging(settings.log_level)
+if settings.worker_class == "meinheld":
+    apply_to_meinheld(settings)  # body, header and time limits, enforced before the app
 app = create_app(settings, hooks=meinheld_hooks() if settings.worker_class == "meinheld" else None)

@@ -6,7 +6,10 @@ Everything a worker needs is passed in from here, including meinheld's loop hook
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon
+import falcon.routing
 
 from service.api import errors
 from service.api.auth import Authenticator
@@ -27,6 +30,37 @@ from service.logs import setup_logging
 from service.settings import Settings
 
 COUNTER_PREFIXES = ("/v1/misc/counter", "/v1/technology/counter")
+
+
+class _MethodMap(dict[str, Any]):
+    """A route's responders; a method Falcon has never heard of gets the route's 405.
+
+    Falcon answers a method outside its own list (``falcon.COMBINED_METHODS``, e.g.
+    ``FOO``) with 400; meinheld's build passes such methods on, and the contract
+    wants 405 with the resource's ``Allow``, like ``PUT``. That responder is the one
+    Falcon built for the route, under ``WEBSOCKET`` (which no resource serves).
+    PERF: a plain dict lookup for every known method; only a miss costs more.
+    """
+
+    def __missing__(self, method: str) -> Any:
+        responder = dict.get(self, "WEBSOCKET")
+        if responder is None:
+            raise KeyError(method)
+        return responder
+
+
+class CounterRouter(falcon.routing.CompiledRouter):
+    """Falcon's router, with ``_MethodMap`` for each route's responders."""
+
+    def map_http_methods(self, resource: object, **kwargs: Any) -> Any:
+        return _MethodMap(super().map_http_methods(resource, **kwargs))
+
+
+def _head_as_get(resource: Any) -> Any:
+    """``HEAD`` is ``GET`` without the body (Falcon drops the body, keeps the length)."""
+    if hasattr(resource, "on_get") and not hasattr(resource, "on_head"):
+        resource.on_head = resource.on_get
+    return resource
 
 
 def create_app(
@@ -67,18 +101,20 @@ def create_app(
         ).start()
         keys.wait_loaded(settings.pg_connect_timeout)  # before the loop runs: blocks nothing
     auth = Authenticator(keys)
-    app = falcon.App()
+    app = falcon.App(router=CounterRouter())
     increments = BatchedCounter(INCREMENTS, hooks)
     counter_store = store
     limiter = RateLimiter(lambda: counter_store.redis)
-    counters = CounterResource(store, auth, settings.max_body_bytes, increments, limiter)
+    counters = _head_as_get(
+        CounterResource(store, auth, settings.max_body_bytes, increments, limiter)
+    )
     for prefix in COUNTER_PREFIXES:
         # {namespace:path} also captures '/', so "a/b" or "a%2Fb" reach validation
         # and get a 400 instead of falling through to a 404.
         app.add_route(prefix + "/{namespace:path}", counters)
         app.add_route(prefix + "/", counters)  # empty namespace: 400, not 404
-    app.add_route("/healthz", HealthResource(store))
-    app.add_route("/readyz", ReadyResource(store, auth))
-    app.add_route("/metrics", MetricsResource())
+    app.add_route("/healthz", _head_as_get(HealthResource(store)))
+    app.add_route("/readyz", _head_as_get(ReadyResource(store, auth)))
+    app.add_route("/metrics", _head_as_get(MetricsResource()))
     errors.install(app)
     return app

@@ -20,6 +20,7 @@ from redis.crc import key_slot
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from service.fastpath.coop import LoopHooks
+from service.fastpath.handshake import handshake_for
 from service.fastpath.lean_redis import CommandRefused, LeanRedis
 from service.fastpath.resp import ConnectionLost, pack
 from service.keys import BucketKeys, bucket_keys, rate_key
@@ -206,7 +207,7 @@ def open_access(settings: Settings, hooks: LoopHooks | None = None) -> CounterRe
     if settings.cluster:
         seeds, cluster = list(settings.redis_nodes), True
     else:
-        url = urlsplit(settings.redis_url or "")  # a plain redis://host:port[/0], see Settings
+        url = urlsplit(settings.redis_url or "")  # redis[s]://host:port[/0], see Settings
         seeds, cluster = [(url.hostname or "127.0.0.1", url.port or 6379)], False
     client = LeanRedis(
         seeds,
@@ -215,5 +216,6 @@ def open_access(settings: Settings, hooks: LoopHooks | None = None) -> CounterRe
         wait=hooks.wait_readable if hooks is not None else None,
         hooks=hooks,
         replica_ack=settings.replica_ack_timeout if settings.replica_ack else None,
+        handshake=handshake_for(settings),
     )
     return CounterRedis(LeanTransport(client), settings.buckets)

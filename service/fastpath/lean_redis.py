@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from service.fastpath.coop import LoopHooks
+from service.fastpath.handshake import Handshake
 from service.fastpath.pipeline import NotReplicated, PipelinedNode
 from service.fastpath.resp import ConnectionLost, NodeConnection, ReplyError, WaitReadable, pack
 
@@ -50,9 +51,11 @@ class LeanRedis:
         wait: WaitReadable | None = None,
         hooks: LoopHooks | None = None,
         replica_ack: float | None = None,
+        handshake: Handshake | None = None,
     ) -> None:
         self.seeds = list(seeds)
         self.replica_ack = replica_ack  # seconds to wait for one replica (WAIT 1), or None
+        self.handshake = handshake  # TLS and AUTH on every new connection, pooled or pipelined
         self.cluster = cluster
         self.timeout = timeout
         self.wait = wait
@@ -79,7 +82,7 @@ class LeanRedis:
                 pipe = self._pipes.get(addr)
                 if pipe is None:
                     pipe = self._pipes[addr] = PipelinedNode(
-                        addr, self.timeout, hooks, self.replica_ack
+                        addr, self.timeout, hooks, self.replica_ack, handshake=self.handshake
                     )
                 return pipe.call(packed, owner, write)
         idle = self._idle.get(addr)
@@ -89,7 +92,11 @@ class LeanRedis:
             conn = idle.pop()  # list.pop and append are atomic: no lock for threads
         except IndexError:
             conn = NodeConnection(
-                addr, self.timeout, self.wait, hooks.wait_io if hooks is not None else None
+                addr,
+                self.timeout,
+                self.wait,
+                hooks.wait_io if hooks is not None else None,
+                handshake=self.handshake,
             )
         try:
             reply = conn.call(packed, replies)

@@ -41,6 +41,11 @@ The wait needs no syscall: ``_park``/``_wake`` are added to meinheld by
 
 Failure: nothing is ever re-sent. A command that was sent has an unknown outcome
 (``ConnectionLost``); one that never left (the connect failed) gets ``NotSent``.
+
+TLS and AUTH (``handshake``) run when a connection is made (``resp.open_socket``).
+On a TLS socket the reader first takes what the SSL object already decrypted (the
+fd shows nothing for it), and a send that would block (``SSLWantWriteError``) is
+finished by ``_drain`` starting with the same bytes, as OpenSSL requires.
 """
 
 from __future__ import annotations
@@ -52,12 +57,15 @@ import socket
 import time
 from collections import deque
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hiredis
 
 from service.fastpath.coop import LoopHooks
-from service.fastpath.resp import ConnectionLost, open_socket, pack
+from service.fastpath.resp import WOULD_BLOCK, ConnectionLost, buffered, open_socket, pack
+
+if TYPE_CHECKING:
+    from service.fastpath.handshake import Handshake
 
 log = logging.getLogger("counter.pipeline")
 RETRY_AFTER = 1.0  # seconds of immediate failures after a connect failure
@@ -96,11 +104,14 @@ class PipelinedNode:
         timeout: float,
         hooks: LoopHooks,
         replica_ack: float | None = None,
+        handshake: Handshake | None = None,
     ) -> None:
-        """``replica_ack``: seconds a batch waits for one replica (``WAIT 1``), or None."""
+        """``replica_ack``: seconds a batch waits for one replica (``WAIT 1``), or None;
+        ``handshake``: TLS and AUTH on each new connection."""
         self.addr = addr
         self.timeout = timeout
         self.hooks = hooks
+        self.handshake = handshake
         self._wait = (
             None if replica_ack is None else pack("WAIT", 1, max(1, int(replica_ack * 1000)))
         )
@@ -158,7 +169,7 @@ class PipelinedNode:
     def _connect(self, mine: _Pending) -> None:
         """Connect through the loop; on failure nothing queued was sent: all get NotSent."""
         try:
-            self._sock = open_socket(self.addr, self.timeout, self.hooks.wait_io)
+            self._sock = open_socket(self.addr, self.timeout, self.hooks.wait_io, self.handshake)
         except ConnectionLost as exc:
             self._down_until = time.monotonic() + RETRY_AFTER
             lost = NotSent(str(exc))
@@ -188,7 +199,7 @@ class PipelinedNode:
             return
         try:
             sent = sock.send(data)
-        except BlockingIOError:
+        except WOULD_BLOCK:  # TLS: the retry (in _drain) starts with the same bytes
             sent = 0
         except OSError:
             self._shutdown(sock)
@@ -215,7 +226,7 @@ class PipelinedNode:
                 self.hooks.wait_io(fd, False, True, self.timeout)
                 try:
                     sent = sock.send(self._unsent)
-                except BlockingIOError:
+                except WOULD_BLOCK:
                     continue
                 self._unsent = self._unsent[sent:]
                 deadline = time.monotonic() + self.timeout  # progress
@@ -239,16 +250,17 @@ class PipelinedNode:
         reader, pending = self._reader, self._pending
         try:
             while not mine.done:
-                self._waiting = True
-                try:
-                    self.hooks.wait_readable(sock.fileno(), self.timeout)
-                finally:
-                    self._waiting = False
+                if not buffered(sock):  # TLS: decrypted bytes wait in the socket, not the fd
+                    self._waiting = True
+                    try:
+                        self.hooks.wait_readable(sock.fileno(), self.timeout)
+                    finally:
+                        self._waiting = False
                 if self._sock is not sock:  # failed by the watchdog meanwhile
                     raise mine.error or ConnectionLost(f"{self._where}: connection failed")
                 try:
                     data = sock.recv(65536)
-                except BlockingIOError:
+                except WOULD_BLOCK:
                     continue
                 if not data:
                     raise ConnectionLost(f"{self._where}: connection closed by server")

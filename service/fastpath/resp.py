@@ -14,11 +14,15 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
+import ssl
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hiredis
+
+if TYPE_CHECKING:
+    from service.fastpath.handshake import Handshake
 
 ReplyError = hiredis.ReplyError
 
@@ -67,15 +71,33 @@ def _sockaddr(addr: tuple[str, int]) -> tuple[int, tuple[Any, ...]]:
 
 
 def open_socket(
-    addr: tuple[str, int], timeout: float, wait_io: WaitIO | None = None
+    addr: tuple[str, int],
+    timeout: float,
+    wait_io: WaitIO | None = None,
+    handshake: Handshake | None = None,
 ) -> socket.socket:
-    """A TCP connection to a Redis node, Nagle off; ConnectionLost if it cannot be made.
+    """A connection to a Redis node ready for commands; ConnectionLost if it cannot be made.
 
+    TCP (Nagle off), then ``handshake`` (TLS, AUTH; ``service.fastpath.handshake``),
+    all within ``timeout``: every new connection is set up here and only here.
     With ``wait_io`` the connect is non-blocking and waits through the event loop
     (a black-holed node costs the waiting request ``timeout``, not the worker);
     the socket is returned non-blocking. Without, it blocks up to ``timeout``.
     """
     where = f"connect to {addr[0]}:{addr[1]}"
+    deadline = time.monotonic() + timeout
+    sock = _connect(addr, timeout, wait_io, where)
+    if handshake is None:
+        return sock
+    try:
+        return handshake.run(sock, addr[0], deadline, wait_io)
+    except (OSError, hiredis.ProtocolError) as exc:
+        raise ConnectionLost(f"{where}: {exc}") from None
+
+
+def _connect(
+    addr: tuple[str, int], timeout: float, wait_io: WaitIO | None, where: str
+) -> socket.socket:
     if wait_io is None:
         try:
             sock = socket.create_connection(addr, timeout=timeout)
@@ -103,10 +125,19 @@ def open_socket(
     return sock
 
 
+def buffered(sock: socket.socket) -> bool:
+    """Whether a TLS socket holds decrypted bytes its fd's readability does not show."""
+    return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+
+
+# What a read or write on a non-blocking socket raises when it must wait (TLS adds two).
+WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
 class NodeConnection:
     """Used by one caller at a time: LeanRedis lends it out for one call."""
 
-    __slots__ = ("addr", "timeout", "wait", "wait_io", "_sock", "_reader")
+    __slots__ = ("addr", "timeout", "wait", "wait_io", "handshake", "_sock", "_reader")
 
     def __init__(
         self,
@@ -114,16 +145,18 @@ class NodeConnection:
         timeout: float,
         wait: WaitReadable | None = None,
         wait_io: WaitIO | None = None,
+        handshake: Handshake | None = None,
     ) -> None:
         self.addr = addr
         self.timeout = timeout
         self.wait = wait
         self.wait_io = wait_io
+        self.handshake = handshake
         self._sock: socket.socket | None = None
         self._reader = hiredis.Reader()
 
     def _connect(self) -> socket.socket:
-        sock = open_socket(self.addr, self.timeout, self.wait_io)
+        sock = open_socket(self.addr, self.timeout, self.wait_io, self.handshake)
         if self.wait is not None:
             # One command in flight per connection and commands far below the send
             # buffer: a full buffer is a lost connection (BlockingIOError), never a
@@ -149,12 +182,12 @@ class NodeConnection:
             for _ in range(replies):
                 reply = reader.gets()
                 while reply is False:
-                    if wait is not None:
+                    if wait is not None and not buffered(sock):
                         # PERF: wait first; a recv now would nearly always find nothing.
                         wait(sock.fileno(), self.timeout)
                     try:
                         data = sock.recv(65536)
-                    except BlockingIOError:  # woken without data: wait again
+                    except WOULD_BLOCK:  # woken without data (or a TLS record part): wait again
                         continue
                     if not data:
                         raise ConnectionLost("connection closed by server")
