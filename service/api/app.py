@@ -10,9 +10,17 @@ import falcon
 
 from service.api import errors
 from service.api.auth import Authenticator
-from service.api.metrics import INCREMENTS, BatchedCounter
-from service.api.pg import Database
+from service.api.metrics import (
+    BACKEND_DURATION,
+    IN_FLIGHT,
+    INCREMENTS,
+    REQUEST_DURATION,
+    BatchedCounter,
+    BatchedHistogram,
+    InFlight,
+)
 from service.api.redis_access import open_access
+from service.api.request_metrics import RequestMetrics, TimedDatabase, timed_redis
 from service.api.resources import (
     CounterResource,
     HealthResource,
@@ -37,19 +45,22 @@ def create_app(
     """
     setup_logging(settings.log_level)
     if store is None:
+        backend_calls = BatchedHistogram(BACKEND_DURATION, hooks)
         store = CounterStore(
-            lambda: open_access(settings, hooks),
-            Database(
+            lambda: timed_redis(open_access(settings, hooks), backend_calls),
+            TimedDatabase(
                 settings.pg_dsn,
                 max_size=settings.pg_pool_max,
                 connect_timeout=settings.pg_connect_timeout,
                 statement_timeout=settings.pg_statement_timeout,
                 hooks=hooks,
+                durations=backend_calls,
             ),
             settings.buckets,
         )
     auth = Authenticator(store.db, settings.auth_cache_ttl, settings.auth_outage_grace)
-    app = falcon.App()
+    red = RequestMetrics(BatchedHistogram(REQUEST_DURATION, hooks), InFlight(IN_FLIGHT, hooks))
+    app = falcon.App(middleware=[red])
     increments = BatchedCounter(INCREMENTS, hooks)
     counters = CounterResource(store, auth, settings.max_body_bytes, increments)
     for prefix in COUNTER_PREFIXES:
