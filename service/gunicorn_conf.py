@@ -86,6 +86,14 @@ def on_starting(server: Any) -> None:
         sys.exit(f"counter-service: {exc}")
     except Exception as exc:  # PostgreSQL unreachable at start: say so plainly.
         sys.exit(f"counter-service: cannot check the database layout: {type(exc).__name__}")
+    if reuse_port and not server.LISTENERS:
+        # gunicorn 27 with reuse_port gives each worker listeners of its own and the
+        # master none: while every worker drains at once (a reload, max_requests reached
+        # together) the port would refuse connections. A listener held by the master
+        # (and inherited by every worker) keeps them queued until a new worker accepts.
+        from gunicorn import sock
+
+        server.LISTENERS = sock.create_sockets(server.cfg, server.log)
 
 
 def child_exit(server: Any, worker: Any) -> None:

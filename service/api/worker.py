@@ -4,9 +4,10 @@ PERF: meinheld workers share gunicorn's one listening socket, and whichever
 worker wakes first accepts a burst of connections: with 64 keep-alive clients
 arriving together one of two workers often held 50-63 of them, and that worker
 alone was saturated while the other idled. Each worker here also listens on a
-socket of its own bound to the same address with ``SO_REUSEPORT``, and the
-kernel spreads new connections evenly over all those sockets (the shared one
-keeps a share too, accepted by whichever worker is free).
+socket of its own bound to the same address with ``SO_REUSEPORT`` (gunicorn 27
+opens it with ``reuse_port``; with older versions the worker does), and the
+kernel spreads new connections evenly over all those sockets (the shared one,
+held by the master, keeps a share too, accepted by whichever worker is free).
 
 Stopping (SIGTERM from the master: a reload, a stop, or ``max_requests`` reached):
 stock meinheld ends its loop within a second, dropping the requests in flight. Our
@@ -102,6 +103,9 @@ class CounterWorker(MeinheldWorker):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Built in the master: these are its listeners. gunicorn 27 with reuse_port
+        # replaces self.sockets after fork with sockets of this worker's own.
+        self.shared_sockets = list(self.sockets)
         # meinheld replaces gunicorn's Logger.error, for every logger in the process,
         # with one taking (exc_type, exc, traceback). This runs in the master too, whose
         # next log.error (a worker exiting with an error code) then crashed it: restore it,
@@ -111,8 +115,11 @@ class CounterWorker(MeinheldWorker):  # type: ignore[misc]
 
     def run(self) -> None:
         """``MeinheldWorker.run`` with the fd budget of ``fd_budget`` and a graceful drain."""
-        own = [reuseport_twin(s, self.cfg.backlog) for s in self.sockets]
-        self.sockets = [*self.sockets, *(s for s in own if s is not None)]
+        shared = self.shared_sockets
+        own = [s for s in self.sockets if s not in shared]  # gunicorn's, with reuse_port
+        if not own:  # older gunicorn: add our own
+            own = [t for t in (reuseport_twin(s, self.cfg.backlog) for s in shared) if t]
+        self.sockets = [*shared, *own]
         client_limit, max_fd = fd_budget(self.cfg.worker_connections)
         server.set_keepalive(self.cfg.keepalive)
         server.set_picoev_max_fd(max_fd)
