@@ -29,8 +29,15 @@ connection (or of a keep-alive request's first byte) and the body within
 ``body_timeout`` after them, never pushed back by a slow trickle; header bytes and
 count are capped (431). ``_set_edge_limits`` sets them (``service/api/edges.py``).
 
-The build is installed as version ``1.0.2+greenlet3.park.live.perf.edges``; the service makes Redis
-waits cooperative and pipelined only under that build and blocks the worker otherwise.
+Graceful drain (see ``DRAIN_C``): with ``_set_drain(timeout, idle_grace)``, SIGTERM (or
+``_drain()``) no longer ends the loop within a second. The worker accepts what is queued
+on its listeners and closes them, answers the next request on every connection with
+``Connection: close``, closes connections idle for ``idle_grace`` seconds, and ends its
+loop once no client connection is left (at the latest after ``timeout`` seconds).
+
+The build is installed as version ``1.0.2+greenlet3.park.live.perf.edges.drain``; the
+service makes Redis waits cooperative and pipelined only under that build and blocks the
+worker otherwise.
 
 Usage: ``python deploy/build_meinheld.py`` with the virtualenv's Python.
 """
@@ -45,7 +52,7 @@ import tempfile
 from pathlib import Path
 
 VERSION = "1.0.2"
-LOCAL_VERSION = f"{VERSION}+greenlet3.park.live.perf.edges"
+LOCAL_VERSION = f"{VERSION}+greenlet3.park.live.perf.edges.drain"
 
 # Park and wake a request's greenlet with no syscall (service/fastpath/pipeline.py): _park()
 # switches the running request to the loop with nothing registered; _wake(client)
@@ -401,6 +408,163 @@ static size_t edge_execute_parse(client_t *client, char *buf, ssize_t r) {
 static int parse_http_request(int fd, client_t *client, char *buf, ssize_t r) {
 """
 
+# --- Graceful drain (issue 13; service/api/worker.py) --------------------------------
+# Stock meinheld ends its loop about a second after SIGTERM: requests in flight (parked
+# on Redis included) are dropped and keep-alive connections are cut mid-use. DRAIN_VARS
+# goes before the code that uses them; DRAIN_C before the loop (run_loop).
+DRAIN_VARS = """\
+/* Graceful drain: see DRAIN_C. open_clients counts accepted client connections
+   not yet closed (close_client is the only place that closes one). */
+static int drain_timeout = 0; /* seconds; 0 = meinheld's own stop on SIGTERM */
+static int drain_idle_grace = 2;
+static volatile sig_atomic_t drain_requested = 0;
+static int draining = 0;
+static time_t drain_deadline = 0;
+static long open_clients = 0;
+
+static void clean_client(client_t *client) {
+"""
+
+DRAIN_C = """\
+#include <poll.h>
+
+/* Graceful drain, enabled by _set_drain(timeout, idle_grace), started by SIGTERM or
+   _drain() at the next loop turn:
+   1. every listener leaves the loop, what is queued on it is accepted, and it is
+      closed: the last close of a listening socket resets the connections still in
+      its queue, so the queue is emptied first (a connection arriving in the few
+      microseconds between the last accept and close is still reset unless
+      net.ipv4.tcp_migrate_req=1 hands it to another SO_REUSEPORT listener);
+   2. every request read from now on is answered with "Connection: close";
+   3. connections idle for idle_grace seconds are closed (keep-alive timeout);
+   4. the loop ends once no client connection is left, or after timeout seconds. */
+static void drain_listeners(void) {
+  PyObject *iter, *item, *empty;
+  struct pollfd pfd;
+  int fd, rounds;
+
+  iter = PyObject_GetIter(listen_socks);
+  if (iter == NULL) {
+    call_error_logger();
+    return;
+  }
+  while ((item = PyIter_Next(iter))) {
+    if (PyLong_Check(item)) {
+      fd = (int)PyLong_AsLong(item);
+      if (picoev_is_active(main_loop, fd) && !picoev_del(main_loop, fd)) {
+        activecnt--;
+      }
+      for (rounds = 0; rounds < 4096; rounds++) { /* bounded: accept may keep failing */
+        pfd.fd = fd;
+        pfd.events = POLLIN;
+        pfd.revents = 0;
+        if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLIN)) {
+          break;
+        }
+        accept_callback(main_loop, fd, PICOEV_READ, NULL);
+      }
+      close(fd);
+    }
+    Py_DECREF(item);
+  }
+  Py_DECREF(iter);
+  empty = PyList_New(0); /* closed: nothing left for kill_server or close_all_sockets */
+  if (empty != NULL) {
+    Py_DECREF(listen_socks);
+    listen_socks = empty;
+  }
+}
+
+static void begin_drain(void) {
+  int fd;
+  draining = 1;
+  drain_deadline = main_loop->now + drain_timeout;
+  keep_alive_timeout = drain_idle_grace;
+  for (fd = 0; fd < picoev.max_fd; fd++) { /* idle connections: a short grace */
+    if (picoev.fds[fd].loop_id == main_loop->loop_id &&
+        picoev.fds[fd].callback == read_callback) {
+      picoev_set_timeout(main_loop, fd, drain_idle_grace);
+    }
+  }
+  drain_listeners();
+}
+
+static PyObject *meinheld_set_drain(PyObject *self, PyObject *args) {
+  int timeout, grace;
+  if (!PyArg_ParseTuple(args, "ii", &timeout, &grace) || timeout < 1 || grace < 1) {
+    PyErr_SetString(PyExc_ValueError, "_set_drain: positive timeout and idle grace");
+    return NULL;
+  }
+  drain_timeout = timeout;
+  drain_idle_grace = grace;
+  Py_RETURN_NONE;
+}
+
+static PyObject *meinheld_drain(PyObject *self, PyObject *unused) {
+  drain_requested = 1;
+  Py_RETURN_NONE;
+}
+
+static PyObject *meinheld_run_loop(PyObject *self, PyObject *args,
+"""
+
+DRAIN_EDITS = (
+    ("meinheld/server/server.c", "static void clean_client(client_t *client) {\n", DRAIN_VARS),
+    (
+        "meinheld/server/server.c",
+        '    close(client->fd);\n    BDEBUG("close client:%p fd:%d", client, client->fd);\n',
+        "    close(client->fd);\n    open_clients--;\n"
+        '    BDEBUG("close client:%p fd:%d", client, client->fd);\n',
+    ),
+    (
+        "meinheld/server/server.c",
+        "  if (!is_keep_alive) {\n    client->keep_alive = 0;\n  }\n  /* setting_keepalive",
+        "  if (!is_keep_alive || draining) {\n"
+        "    client->keep_alive = 0;\n  }\n  /* setting_keepalive",
+    ),
+    (
+        "meinheld/server/server.c",
+        "        remote_addr = inet_ntoa(client_addr.sin_addr);\n",
+        "        open_clients++;\n        remote_addr = inet_ntoa(client_addr.sin_addr);\n",
+    ),
+    (
+        "meinheld/server/server.c",
+        "static PyObject *meinheld_run_loop(PyObject *self, PyObject *args,\n",
+        DRAIN_C,
+    ),
+    (
+        "meinheld/server/server.c",
+        "    picoev_loop_once(main_loop, 10);\n",
+        "    picoev_loop_once(main_loop, drain_requested ? 0 : (draining ? 1 : 10));\n",
+    ),
+    (
+        "meinheld/server/server.c",
+        "      catch_signal = 0;\n      kill_server(0);\n    }\n",
+        "      if (catch_signal == SIGTERM && drain_timeout > 0) {\n"
+        "        drain_requested = 1;\n"
+        "      } else {\n"
+        "        kill_server(0);\n"
+        "      }\n"
+        "      catch_signal = 0;\n"
+        "    }\n"
+        "    if (unlikely(drain_requested) && !draining) {\n"
+        "      begin_drain();\n"
+        "    }\n"
+        "    if (unlikely(draining) &&\n"
+        "        (open_clients <= 0 || main_loop->now >= drain_deadline)) {\n"
+        "      loop_done = 0;\n"
+        "    }\n",
+    ),
+    (
+        "meinheld/server/server.c",
+        '    {"_resume_client", meinheld_resume_client, METH_VARARGS, "resume client"},\n',
+        '    {"_resume_client", meinheld_resume_client, METH_VARARGS, "resume client"},\n'
+        '    {"_set_drain", meinheld_set_drain, METH_VARARGS, 0},\n'
+        '    {"_drain", meinheld_drain, METH_NOARGS, 0},\n',
+    ),
+)
+# --- end of the graceful drain ---------------------------------------------------------
+
 # (file, text in meinheld's source, replacement): each must match exactly once.
 EDITS = (
     (
@@ -631,7 +795,7 @@ def patch_source(src: Path) -> None:
 
     header = Path(greenlet.__file__).parent / "greenlet.h"
     shutil.copyfile(header, src / "meinheld/server/greenlet.h")
-    for name, old, new in (*EDITS, *EDGE_EDITS):
+    for name, old, new in (*EDITS, *EDGE_EDITS, *DRAIN_EDITS):
         path = src / name
         text = path.read_text()
         if text.count(old) != 1:

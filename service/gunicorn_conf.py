@@ -22,6 +22,14 @@ try:
 except SettingsError as exc:
     sys.exit(f"counter-service: {exc}")
 
+# COUNTER_REUSE_PORT_SHARED=1: this instance may share its port with another one (a
+# rolling restart: start the new instance, then SIGTERM the old, which drains; both
+# need the same user, since the kernel groups SO_REUSEPORT listeners per user).
+_shared = os.environ.get("COUNTER_REUSE_PORT_SHARED", "0")
+if _shared not in ("0", "1"):
+    sys.exit(f"counter-service: COUNTER_REUSE_PORT_SHARED={_shared!r} is invalid: 0 or 1")
+share_port = _shared == "1"
+
 # Workers share metrics through files; the directory must exist and start empty.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="counter-metrics-")
@@ -36,7 +44,9 @@ worker_connections = _settings.worker_connections
 keepalive = 75
 # meinheld workers add SO_REUSEPORT listeners of their own (service.worker); the
 # shared socket must allow that too. on_starting refuses a port already served.
-reuse_port = _settings.worker_class == "meinheld"
+reuse_port = _settings.worker_class == "meinheld" or share_port
+# A worker told to stop (reload, stop, max_requests) drains for up to this long
+# (service.api.worker): requests in flight finish, keep-alive clients get Connection: close.
 graceful_timeout = 20
 timeout = 30
 preload_app = False
@@ -67,8 +77,8 @@ def on_starting(server: Any) -> None:
     """Refuse a port already served, and a bucket count other than the database's."""
     setup_logging(_settings.log_level)
     # With SO_REUSEPORT a second instance would silently share the port (and its
-    # traffic) with the first, instead of failing as a plain bind does.
-    if port_in_use(_settings.bind):
+    # traffic) with the first, instead of failing as a plain bind does: only on request.
+    if not share_port and port_in_use(_settings.bind):
         sys.exit(f"counter-service: {_settings.bind} is already in use")
     try:
         check_layout(_settings)
@@ -76,6 +86,14 @@ def on_starting(server: Any) -> None:
         sys.exit(f"counter-service: {exc}")
     except Exception as exc:  # PostgreSQL unreachable at start: say so plainly.
         sys.exit(f"counter-service: cannot check the database layout: {type(exc).__name__}")
+    if reuse_port and not server.LISTENERS:
+        # gunicorn 27 with reuse_port gives each worker listeners of its own and the
+        # master none: while every worker drains at once (a reload, max_requests reached
+        # together) the port would refuse connections. A listener held by the master
+        # (and inherited by every worker) keeps them queued until a new worker accepts.
+        from gunicorn import sock
+
+        server.LISTENERS = sock.create_sockets(server.cfg, server.log)
 
 
 def child_exit(server: Any, worker: Any) -> None:

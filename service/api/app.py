@@ -14,10 +14,18 @@ import falcon.routing
 from service.api import errors
 from service.api.auth import Authenticator
 from service.api.keyset import KeySet
-from service.api.metrics import INCREMENTS, BatchedCounter
-from service.api.pg import Database
+from service.api.metrics import (
+    BACKEND_DURATION,
+    IN_FLIGHT,
+    INCREMENTS,
+    REQUEST_DURATION,
+    BatchedCounter,
+    BatchedHistogram,
+    InFlight,
+)
 from service.api.ratelimit import RateLimiter
 from service.api.redis_access import open_access
+from service.api.request_metrics import RequestMetrics, TimedDatabase, timed_redis
 from service.api.resources import (
     CounterResource,
     HealthResource,
@@ -82,14 +90,16 @@ def create_app(
     """
     setup_logging(settings.log_level)
     if store is None:
+        backend_calls = BatchedHistogram(BACKEND_DURATION, hooks)
         store = CounterStore(
-            lambda: open_access(settings, hooks),
-            Database(
+            lambda: timed_redis(open_access(settings, hooks), backend_calls),
+            TimedDatabase(
                 settings.pg_dsn,
                 max_size=settings.pg_pool_max,
                 connect_timeout=settings.pg_connect_timeout,
                 statement_timeout=settings.pg_statement_timeout,
                 hooks=hooks,
+                durations=backend_calls,
             ),
             settings.buckets,
         )
@@ -101,7 +111,8 @@ def create_app(
         ).start()
         keys.wait_loaded(settings.pg_connect_timeout)  # before the loop runs: blocks nothing
     auth = Authenticator(keys)
-    app = falcon.App(router=CounterRouter())
+    red = RequestMetrics(BatchedHistogram(REQUEST_DURATION, hooks), InFlight(IN_FLIGHT, hooks))
+    app = falcon.App(router=CounterRouter(), middleware=[red])
     increments = BatchedCounter(INCREMENTS, hooks)
     counter_store = store
     limiter = RateLimiter(lambda: counter_store.redis)

@@ -4,9 +4,18 @@ PERF: meinheld workers share gunicorn's one listening socket, and whichever
 worker wakes first accepts a burst of connections: with 64 keep-alive clients
 arriving together one of two workers often held 50-63 of them, and that worker
 alone was saturated while the other idled. Each worker here also listens on a
-socket of its own bound to the same address with ``SO_REUSEPORT``, and the
-kernel spreads new connections evenly over all those sockets (the shared one
-keeps a share too, accepted by whichever worker is free).
+socket of its own bound to the same address with ``SO_REUSEPORT`` (gunicorn 27
+opens it with ``reuse_port``; with older versions the worker does), and the
+kernel spreads new connections evenly over all those sockets (the shared one,
+held by the master, keeps a share too, accepted by whichever worker is free).
+
+Stopping (SIGTERM from the master: a reload, a stop, or ``max_requests`` reached):
+stock meinheld ends its loop within a second, dropping the requests in flight. Our
+build drains instead (``DRAIN_C`` in ``deploy/build_meinheld.py``): it accepts what
+is queued on this worker's listeners and closes them, so new connections go to the
+other workers or instances on the port; answers the next request on each connection
+with ``Connection: close``; closes connections idle for ``IDLE_GRACE`` seconds; and
+exits once none is left, within gunicorn's ``graceful_timeout``.
 """
 
 from __future__ import annotations
@@ -15,14 +24,21 @@ import logging
 import os
 import resource
 import socket
+import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from gunicorn.glogging import Logger
 from meinheld import server
 from meinheld.gmeinheld import MeinheldWorker
 
 log = logging.getLogger("counter.worker")
 FRAME_STACKS = 256  # freed greenlet frame stacks kept per worker (16 KB each: 4 MB at most)
 BACKEND_FDS = 512  # fds above the clients' for Redis, PostgreSQL, listeners and logs
+# Seconds a draining worker keeps an idle keep-alive connection open for one more
+# request (answered with Connection: close). Closing it at once would reset a client
+# whose request is already on its way; waiting longer only delays the exit.
+IDLE_GRACE = 2
 
 
 def reuseport_twin(shared: Any, backlog: int) -> socket.socket | None:
@@ -68,29 +84,91 @@ def fd_budget(worker_connections: int) -> tuple[int, int]:
     return client_limit, max_fd
 
 
+_GUNICORN_ERROR = Logger.error
+
+
+class _MeinheldErrors:
+    """What meinheld's C code calls with ``error(exc_type, exc, traceback)``."""
+
+    def __init__(self, logger: Any) -> None:
+        self.logger = logger
+
+    def error(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.logger.error("meinheld: %s", exc_type.__name__, exc_info=(exc_type, exc, tb))
+
+
 class CounterWorker(MeinheldWorker):  # type: ignore[misc]
     """gunicorn's meinheld worker, plus its own SO_REUSEPORT listener and fd budget."""
 
     sockets: list[Any]  # gunicorn's listeners, inherited from the arbiter
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Built in the master: these are its listeners. gunicorn 27 with reuse_port
+        # replaces self.sockets after fork with sockets of this worker's own.
+        self.shared_sockets = list(self.sockets)
+        # meinheld replaces gunicorn's Logger.error, for every logger in the process,
+        # with one taking (exc_type, exc, traceback). This runs in the master too, whose
+        # next log.error (a worker exiting with an error code) then crashed it: restore it,
+        # and hand meinheld an object with the signature it calls.
+        Logger.error = _GUNICORN_ERROR
+        server.set_error_logger(_MeinheldErrors(self.log))
+
     def run(self) -> None:
-        """``MeinheldWorker.run`` with the fd budget of ``fd_budget`` instead of its own."""
-        own = [reuseport_twin(s, self.cfg.backlog) for s in self.sockets]
-        self.sockets = [*self.sockets, *(s for s in own if s is not None)]
+        """``MeinheldWorker.run`` with the fd budget of ``fd_budget`` and a graceful drain."""
+        shared = self.shared_sockets
+        own = [s for s in self.sockets if s not in shared]  # gunicorn's, with reuse_port
+        if not own:  # older gunicorn: add our own
+            own = [t for t in (reuseport_twin(s, self.cfg.backlog) for s in shared) if t]
+        self.sockets = [*shared, *own]
         client_limit, max_fd = fd_budget(self.cfg.worker_connections)
         server.set_keepalive(self.cfg.keepalive)
         server.set_picoev_max_fd(max_fd)
+        app = self.wsgi
         if hasattr(server, "_set_client_fd_limit"):  # the build from deploy/build_meinheld.py
             server._set_client_fd_limit(client_limit)
             # PERF: reuse the 16 KB frame stack of each request's greenlet (no mmap/munmap).
             server._cache_frame_stacks(FRAME_STACKS)
             _RefusalLog(self.cfg.worker_connections).schedule()
+        if hasattr(server, "_set_drain"):
+            # End before the master's SIGKILL at graceful_timeout (on a stop).
+            server._set_drain(max(1, int(self.cfg.graceful_timeout) - 1), IDLE_GRACE)
+            if self.max_requests < sys.maxsize:  # meinheld's worker ignores max_requests
+                app = Recycle(app, self.max_requests, server._drain)
         server.set_fastwatchdog(self.tmp.fileno(), self.ppid, int(self.timeout))
         server.set_listen_socket([s.fileno() for s in self.sockets])
         try:
-            server.run(self.wsgi)
+            server.run(app)
         except KeyboardInterrupt:
             pass
+        finally:
+            forget_sockets(self.sockets)
+            from service.api.metrics import flush_pending
+
+            flush_pending()  # what the last second of requests added
+            log.info("worker %d stopped", os.getpid())
+
+
+def forget_sockets(sockets: Iterable[Any]) -> None:
+    """Detach the socket objects: meinheld has closed their fds, which may be reused."""
+    for sock in sockets:
+        getattr(sock, "sock", sock).detach()  # gunicorn's listeners wrap a socket
+
+
+class Recycle:
+    """WSGI wrapper: start draining after ``limit`` requests (gunicorn's ``max_requests``)."""
+
+    def __init__(self, app: Any, limit: int, drain: Callable[[], None]) -> None:
+        self.app = app
+        self.left = limit
+        self.drain = drain
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        self.left -= 1
+        if self.left == 0:
+            log.info("max_requests reached: draining worker %d", os.getpid())
+            self.drain()  # only flags it: the loop drains at its next turn
+        return self.app(environ, start_response)
 
 
 class _RefusalLog:

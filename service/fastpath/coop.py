@@ -65,7 +65,7 @@ class LoopHooks:
 
 
 log = logging.getLogger("counter.coop")
-SAFE_BUILD = "1.0.2+greenlet3.park.live.perf.edges"  # what deploy/build_meinheld.py installs
+SAFE_BUILD = "1.0.2+greenlet3.park.live.perf.edges.drain"  # what deploy/build_meinheld.py installs
 
 
 def meinheld_hooks() -> LoopHooks | None:

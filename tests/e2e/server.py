@@ -30,8 +30,8 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
 class Gunicorn:
     """gunicorn -c python:service.gunicorn_conf service.wsgi:app on a free port."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], log: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {"COUNTER_WORKERS": "2", **env, "COUNTER_BIND": f"127.0.0.1:{self.port}"}
         self.log = log
