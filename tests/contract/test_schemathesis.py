@@ -27,9 +27,11 @@ ST = Path(sys.executable).with_name("st")
 
 @pytest.fixture(scope="module")
 def service_url(
-    request: pytest.FixtureRequest, pg_dsn: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    pg_dsns: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
-    settings = backend_settings(request, "single", pg_dsn)
+    settings = backend_settings(request, "single", pg_dsns["single"])
     server = Gunicorn(settings_env(settings), tmp_path_factory.mktemp("st") / "gunicorn.log")
     try:
         server.wait_ready()

@@ -17,6 +17,7 @@ from service.settings import Settings
 from tests.builders import NewTenant, backend_settings
 from tests.e2e.raw_http import closed_by_peer, connect, exchange, read_reply
 from tests.e2e.server import Gunicorn, settings_env
+from tests.keypool import KeyPool
 
 HEADER_TIMEOUT = 2  # COUNTER_HEADER_TIMEOUT and COUNTER_BODY_TIMEOUT of the service here
 COUNTER = "/v1/misc/counter/edges"
@@ -25,9 +26,11 @@ ALLOW = {"GET", "HEAD", "POST", "OPTIONS"}
 
 @pytest.fixture(scope="module")
 def port(
-    request: pytest.FixtureRequest, pg_dsn: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    pg_dsns: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[int]:
-    settings: Settings = backend_settings(request, "single", pg_dsn)
+    settings: Settings = backend_settings(request, "single", pg_dsns["single"])
     env = settings_env(
         settings,
         COUNTER_WORKERS="1",
@@ -50,16 +53,8 @@ def key(new_tenant_module: NewTenant) -> str:
 
 
 @pytest.fixture(scope="module")
-def new_tenant_module(pg_dsn: str) -> NewTenant:
-    import uuid
-
-    from service.apikeys import create_key
-
-    def make(prefix: str = "t") -> tuple[str, str]:
-        tenant = f"{prefix}{uuid.uuid4().hex[:12]}"
-        return tenant, create_key(pg_dsn, tenant)[1]
-
-    return make
+def new_tenant_module(key_pool: KeyPool) -> NewTenant:
+    return key_pool.take  # keys made ahead, in every backend's database
 
 
 def req(line: str, *headers: str, body: bytes = b"") -> bytes:
