@@ -8,7 +8,9 @@ from typing import Any
 
 import psycopg
 import redis
+from redis.backoff import NoBackoff
 from redis.crc import key_slot
+from redis.retry import Retry
 
 from devstack import RedisCluster
 from service import keys
@@ -72,7 +74,19 @@ def keep_busy(node: Any, ms: int) -> threading.Thread:
     blocker = redis.Redis(host=kw["host"], port=kw["port"], socket_timeout=30)
     thread = threading.Thread(target=blocker.eval, args=(BUSY_LUA, 0, ms))
     thread.start()
-    time.sleep(0.1)  # the loop is running
+    probe = redis.Redis(
+        host=kw["host"], port=kw["port"], socket_timeout=0.05, retry=Retry(NoBackoff(), 0)
+    )
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # busy once a PING goes unanswered (no sleep guess)
+        try:
+            probe.ping()
+        except redis.TimeoutError:
+            break
+        time.sleep(0.005)
+    else:
+        raise AssertionError("the node never became busy")
+    probe.close()
     return thread
 
 

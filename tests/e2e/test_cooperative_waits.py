@@ -73,9 +73,10 @@ def test_other_requests_are_served_while_one_waits_on_redis(
     started = time.monotonic()
     status, body, _ = request(url, "POST", f"/v1/misc/counter/{free_ns}", key)
     served_in = time.monotonic() - started
+    # Served while the busy node still ran its script: not queued behind the waiting one.
+    assert busy.is_alive(), f"the free node's request waited {served_in:.2f} s for the busy one"
     assert status == 200 and body["data"]["value"] == 1
     assert request(url, "GET", "/healthz")[0] == 200
-    assert served_in < 0.4, f"the free node's request waited {served_in:.2f} s behind the busy one"
 
     waiting.join(10)
     busy.join(10)

@@ -41,7 +41,8 @@ def test_other_requests_are_served_while_reads_wait_on_postgres(
                 status, body, _ = request(url, "POST", known, key)
                 took = time.monotonic() - started
                 assert status == 200 and body["data"]["value"] == n
-                assert took < 0.4, f"a Redis-only increment waited {took:.2f} s behind PostgreSQL"
+                # Generous: a request queued behind the lock would wait the whole HOLD.
+                assert took < HOLD / 3, f"a Redis-only increment waited {took:.2f} s behind PG"
             assert time.monotonic() - locked_at < HOLD  # all of that while the lock was held
             time.sleep(max(0.0, HOLD - (time.monotonic() - locked_at)))
             lock.rollback()  # PostgreSQL answers again

@@ -35,10 +35,12 @@ def test_after_a_failure_queries_fail_at_once_then_probe_briefly(
     db = Database(DEAD_DSN, max_size=2, timeout=1.0)
     try:
         assert 0.5 < timed_failure(db) < 3  # the first one waits for the pool: an outage
-        assert timed_failure(db) < 0.05  # then no waiting at all ...
+        # Then no waiting for the pool (generous ceilings: the claim is "not the 1 s pool
+        # timeout"; a loaded 2-core machine can take a few hundred ms for anything) ...
+        assert timed_failure(db) < 0.5
         time.sleep(pg.RETRY_AFTER)
-        assert timed_failure(db) < 0.5  # ... and, after RETRY_AFTER, a short probe
-        assert timed_failure(db) < 0.05
+        assert timed_failure(db) < 0.9  # ... and, after RETRY_AFTER, a short probe
+        assert timed_failure(db) < 0.5
     finally:
         db.close()
     ours = [r.getMessage() for r in caplog.records if r.name == "counter.pg"]
