@@ -26,7 +26,7 @@ import psycopg
 
 from service import keys
 from service.redis_conn import connect
-from service.scripts import lua_source
+from service.scripts import INCR, lua_source
 from service.settings import Settings
 
 BATCH = 2000
@@ -68,12 +68,13 @@ def _create(client: Any, tenant: str, names: list[str], n_buckets: int) -> None:
     for node, items in by_node.items():
         conn = client.get_redis_connection(node)
         script = conn.register_script(lua_source("incr"))
+        replid = conn.info("replication")["master_replid"]  # the node's history (incr.lua)
         for start in range(0, len(items), BATCH):
             pipe = conn.pipeline(transaction=False)
             for bk, member in items[start : start + BATCH]:
                 script(
-                    keys=[bk.values, bk.dirty, bk.epochs],
-                    args=[member, now_ms, "0", 0],
+                    keys=list(INCR.keys(bk)),
+                    args=[member, now_ms, "0", 0, 1, replid],
                     client=pipe,
                 )
             if any(r != 1 for r in pipe.execute()):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import falcon
 import orjson
 
+from service.api.amounts import amount, parse_body
 from service.api.auth import Authenticator
 from service.api.clock import utc_timestamp
 from service.api.errors import BadRequest
@@ -32,27 +33,46 @@ class CounterResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, namespace: str = "") -> None:
         tenant = self._admit(req, namespace)
+        read_body(req, self.max_body)  # drained, unused: keep-alive stays in sync
         _ok(resp, namespace, self.store.get(tenant, namespace))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, namespace: str = "") -> None:
         tenant = self._admit(req, namespace)
-        value = self.store.increment(tenant, namespace)
+        by = 1
+        # PERF: the common increment has neither a query string nor a body.
+        if req.query_string or req.content_length:
+            by = amount(_one_param(req, "by"), parse_body(read_body(req, self.max_body)))
+        value = self.store.increment(tenant, namespace, by)
         self.increments.inc()
         _ok(resp, namespace, value)
 
     def _admit(self, req: falcon.Request, namespace: str) -> str:
-        """Authenticate, then validate; raises before anything is touched."""
+        """Authenticate, then validate the namespace; raises before anything is touched."""
         # PERF: read the header from the WSGI environ, skipping Falcon's lookup.
         tenant = self.auth.tenant_for(req.env.get(KEY_ENV))
         # Always validate untrusted input, on the full (percent-decoded) string.
         if not is_valid_namespace(namespace):
             raise BadRequest(INVALID_NAMESPACE)
-        length = req.content_length
-        if length:
-            if length > self.max_body:
-                raise falcon.HTTPContentTooLarge()
-            req.bounded_stream.read()  # drain so keep-alive stays in sync; body unused
         return tenant
+
+
+def read_body(req: falcon.Request, max_body: int) -> bytes:
+    """The whole body (keep-alive stays in sync), or 413 past ``max_body``."""
+    length = req.content_length
+    if not length:
+        return b""
+    if length > max_body:
+        raise falcon.HTTPContentTooLarge()
+    data: bytes = req.bounded_stream.read()
+    return data
+
+
+def _one_param(req: falcon.Request, name: str) -> str | None:
+    """A query parameter given at most once (``?by=1&by=2`` is ambiguous: 400)."""
+    value = req.params.get(name)
+    if isinstance(value, list):
+        raise BadRequest(f"Invalid {name}: give it once")
+    return value
 
 
 def _ok(resp: falcon.Response, namespace: str, value: int) -> None:

@@ -52,15 +52,16 @@ class CounterStore:
                         raise BackendUnavailable("redis", UNAVAILABLE) from None
         return self._redis
 
-    def increment(self, tenant: str, namespace: str) -> int:
+    def increment(self, tenant: str, namespace: str, by: int = 1) -> int:
+        """Add ``by`` (validated by the caller: 1 ≤ by ≤ MAX_BY) and return the new value."""
         field = keys.member(tenant, namespace)
         bucket = keys.bucket_of_member(field, self.n_buckets)
         now_ms = int(time.time() * 1000)
-        value = self._incr(bucket, (field, now_ms, "", 0))
+        value = self._incr(bucket, (field, now_ms, "", 0, by))
         if value == NEEDS_HYDRATION:
             epoch, seed = self.db.read_counter(bucket, tenant, namespace)
             HYDRATIONS.inc()
-            value = self._incr(bucket, (field, now_ms, seed, epoch))
+            value = self._incr(bucket, (field, now_ms, seed, epoch, by))
         return value
 
     def get(self, tenant: str, namespace: str) -> int:
@@ -77,7 +78,7 @@ class CounterStore:
             return int(raw)
         return self.db.read_counter(bucket, tenant, namespace)[1]
 
-    def _incr(self, bucket: int, args: tuple[str, int, str | int, int]) -> int:
+    def _incr(self, bucket: int, args: tuple[str, int, str | int, int, int]) -> int:
         try:
             value = int(self.redis.run(INCR, bucket, *args, REPLID))
         except RedisUnavailable as exc:

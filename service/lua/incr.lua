@@ -8,11 +8,12 @@
 -- ARGV[2] = now, ms since the epoch (score of a new dirty mark)
 -- ARGV[3] = seed value from PostgreSQL, or "" when the caller has not hydrated
 -- ARGV[4] = seed epoch from PostgreSQL (used with ARGV[3])
--- ARGV[5] = the replication id (master_replid) of the node the caller addressed
+-- ARGV[5] = by: the amount to add (1 ≤ by ≤ 1,000,000,000, checked by the caller)
+-- ARGV[6] = the replication id (master_replid) of the node the caller addressed
 -- returns the new value, or -1 when the counter is missing and no seed was
 -- given: the caller reads PostgreSQL and calls again with the seed. A seed is
 -- applied only if the counter is still missing, so racing hydrations are safe.
--- Returns the error "STALETOKEN <replid>" (nothing done) when ARGV[5] is not this
+-- Returns the error "STALETOKEN <replid>" (nothing done) when ARGV[6] is not this
 -- node's: the caller learns the node's id and sends again.
 --
 -- Lineage (see docs/durability.md): a bucket's data carries the id of the node
@@ -20,7 +21,7 @@
 -- a restart) starts a new lineage: its values may lack acknowledged increments that
 -- PostgreSQL holds, so each counter's value now is kept as its base, and the flusher
 -- later adds what PostgreSQL holds beyond the base (settle.lua) before it flushes.
-local token = ARGV[5]
+local token = ARGV[6]
 local lineage = redis.call('GET', KEYS[4])
 if not lineage or string.sub(lineage, 1, #token + 1) ~= token .. ':' then
   local replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
@@ -49,6 +50,6 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
     redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
   end
 end
-local value = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+local value = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[5])
 redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1])
 return value
