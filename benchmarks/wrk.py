@@ -21,6 +21,7 @@ WORKLOADS = {  # name -> (lua script, HTTP method)
     "post-spread": ("spread.lua", "POST"),
     "post-hot": ("hot.lua", "POST"),
     "get-spread": ("spread.lua", "GET"),
+    "post-batch": ("batch.lua", "POST"),  # BENCH_BATCH items per request (batch_bench.py)
 }
 
 

@@ -10,6 +10,8 @@ import falcon
 
 from service.api import errors
 from service.api.auth import Authenticator
+from service.api.batch import BATCH_BODY_BYTES, Batches
+from service.api.batch_resource import BatchResource
 from service.api.metrics import INCREMENTS, BatchedCounter
 from service.api.pg import Database
 from service.api.redis_access import open_access
@@ -57,6 +59,11 @@ def create_app(
         # and get a 400 instead of falling through to a 404.
         app.add_route(prefix + "/{namespace:path}", counters)
         app.add_route(prefix + "/", counters)  # empty namespace: 400, not 404
+    batches = BatchResource(
+        Batches(store), auth, max(settings.max_body_bytes, BATCH_BODY_BYTES), increments
+    )
+    for prefix in COUNTER_PREFIXES:
+        app.add_route(prefix + "s", batches)  # /v1/misc/counters, /v1/technology/counters
     app.add_route("/healthz", HealthResource(store))
     app.add_route("/readyz", ReadyResource(store))
     app.add_route("/metrics", MetricsResource())

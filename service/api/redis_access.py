@@ -44,6 +44,11 @@ class RedisUnavailable(Exception):
     """Redis failed, refused, or did not answer in time (outcome unknown for writes)."""
 
 
+class Refused(RedisUnavailable):
+    """Redis answered with an error (a redirection it could not follow, a slot being
+    migrated, CLUSTERDOWN, ...): the command did not run."""
+
+
 class ScriptMissing(Exception):
     """NOSCRIPT: the node does not hold the script, which therefore did not run."""
 
@@ -52,6 +57,10 @@ class Transport(Protocol):
     def send(self, slot: int, *command: Part | _Replid) -> Any:
         """One command on the master of ``slot``; its reply. Raises ScriptMissing on
         NOSCRIPT, RedisUnavailable on any other failure; never re-sends."""
+        ...
+
+    def node_of(self, slot: int) -> str:
+        """A name for the master serving ``slot`` now (to group commands per node)."""
         ...
 
     def ping(self) -> bool: ...
@@ -65,6 +74,9 @@ class LeanTransport:
 
     def send(self, slot: int, *command: Part | _Replid) -> Any:
         try:
+            if command[-1] is REPLID:  # PERF: where scripts take it, last: no scan
+                head = command[:-1]
+                return self.client.execute(slot, lambda replid: pack(*head, replid))  # type: ignore[arg-type]
             if REPLID in command:
                 return self.client.execute(
                     slot,
@@ -76,7 +88,14 @@ class LeanTransport:
         except CommandRefused as exc:
             if str(exc).startswith("NOSCRIPT"):
                 raise ScriptMissing() from None
+            raise Refused(str(exc)) from None
+
+    def node_of(self, slot: int) -> str:
+        try:
+            host, port = self.client.node_for(slot)
+        except (ConnectionLost, CommandRefused) as exc:
             raise RedisUnavailable(str(exc)) from None
+        return f"{host}:{port}"
 
     def ping(self) -> bool:
         return self.client.ping_all()
@@ -114,8 +133,15 @@ class RedisPyTransport:
             raise RedisUnavailable("the node's replication id kept changing")
         except NoScriptError:
             raise ScriptMissing() from None
+        except ResponseError as exc:
+            raise Refused(repr(exc)) from None
         except RedisError as exc:
             raise RedisUnavailable(repr(exc)) from None
+
+    def node_of(self, slot: int) -> str:
+        if isinstance(self.client, RedisCluster):
+            return str(self.client.nodes_manager.get_node_from_slot(slot).name)
+        return "single"
 
     def _replid(self, slot: int) -> tuple[str, str]:
         """(name, replication id) of the master serving ``slot``."""
@@ -173,6 +199,10 @@ class CounterRedis:
             return self.transport.send(self._slots[bucket], *command)
         except ScriptMissing:
             raise RedisUnavailable("NOSCRIPT outside a script call") from None
+
+    def node_of(self, bucket: int) -> str:
+        """The master serving ``bucket`` now, by name (commands are grouped per node)."""
+        return self.transport.node_of(self._slots[bucket])
 
     def ping(self) -> bool:
         return self.transport.ping()

@@ -89,6 +89,13 @@ class CounterStore:
         self._outage.ok()
         return value
 
+    def outage_failed(self, exc: Exception) -> None:
+        """A Redis call of another module (batches) failed: logged once per outage."""
+        self._outage.failed(exc)
+
+    def outage_ok(self) -> None:
+        self._outage.ok()
+
     def ping(self) -> bool:
         try:
             return self.redis.ping()

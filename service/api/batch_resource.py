@@ -1,0 +1,57 @@
+"""``/v1/{misc,technology}/counters``: POST many increments, GET many values.
+
+The whole request is a 400 when malformed or over ``MAX_ITEMS``; otherwise a 200
+with one result per item, in order, each a value or an error of its own.
+"""
+
+from __future__ import annotations
+
+import falcon
+import orjson
+
+from service.api.amounts import parse_body
+from service.api.auth import Authenticator
+from service.api.batch import MAX_ITEMS, TOO_MANY, Batches, Result, parse_increments, unknown
+from service.api.clock import utc_timestamp
+from service.api.errors import BadRequest
+from service.api.metrics import BatchedCounter
+from service.api.resources import KEY_ENV, read_body
+
+
+class BatchResource:
+    def __init__(
+        self, batches: Batches, auth: Authenticator, max_body: int, increments: BatchedCounter
+    ) -> None:
+        self.batches = batches
+        self.auth = auth
+        self.max_body = max_body
+        self.increments = increments
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        tenant = self.auth.tenant_for(req.env.get(KEY_ENV))
+        slots, items = parse_increments(parse_body(read_body(req, self.max_body)))
+        if items:
+            self.batches.increment(tenant, items)
+        results: list[Result] = []
+        for slot in slots:
+            results.append(slot or unknown())
+        for item in items:
+            results[item.index] = item.result or unknown(item.namespace)
+            if "value" in results[item.index]:
+                self.increments.inc()
+        _results(resp, results)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        tenant = self.auth.tenant_for(req.env.get(KEY_ENV))
+        read_body(req, self.max_body)
+        namespaces = req.get_param_as_list("namespace") or []
+        if len(namespaces) > MAX_ITEMS:
+            raise BadRequest(TOO_MANY)
+        _results(resp, self.batches.get(tenant, namespaces))
+
+
+def _results(resp: falcon.Response, results: list[Result]) -> None:
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = orjson.dumps(
+        {"data": {"results": results}, "metadata": {"timestamp": utc_timestamp()}}
+    )
