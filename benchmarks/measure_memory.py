@@ -74,7 +74,7 @@ def _create(client: Any, tenant: str, names: list[str], n_buckets: int) -> None:
             for bk, member in items[start : start + BATCH]:
                 script(
                     keys=list(INCR.keys(bk)),
-                    args=[member, now_ms, "0", 0, 1, replid],
+                    args=[member, now_ms, "0", 0, 1, "", 0, replid],
                     client=pipe,
                 )
             if any(r != 1 for r in pipe.execute()):

@@ -21,9 +21,16 @@ from typing import Any
 
 from service import keys
 from service.api.amounts import check_by
-from service.api.errors import BadRequest
+from service.api.errors import CODES, BadRequest, IdempotencyConflict
+from service.api.idempotency import TTL_MS, Idempotency, is_conflict
 from service.api.redis_access import REPLID, RedisUnavailable, Refused
-from service.api.store import MAY_NOT_HAVE_APPLIED, NEEDS_HYDRATION, UNAVAILABLE, CounterStore
+from service.api.store import (
+    CONFLICT,
+    MAY_NOT_HAVE_APPLIED,
+    NEEDS_HYDRATION,
+    UNAVAILABLE,
+    CounterStore,
+)
 from service.errors import BackendUnavailable
 from service.keys import INVALID_NAMESPACE, is_valid_namespace
 from service.scripts import GET_MANY, INCR_MANY
@@ -37,6 +44,7 @@ BAD_BATCH = 'Invalid body: must be {"increments": [{"namespace": …, "by": …}
 BAD_ITEM = 'Invalid item: must be {"namespace": …, "by": …}'
 
 _NO_SEED = (0, "")
+APPLY, CHECK = "apply", "check"  # incr_many.lua's modes
 Result = dict[str, Any]  # {"namespace": ns, "value": v} or {"namespace": ns, "error": {...}}
 
 
@@ -49,6 +57,7 @@ class Item:
     by: int
     member: str = ""
     bucket: int = 0
+    record: str = ""  # its idempotency record's key, "" without a key
     result: Result | None = None
 
 
@@ -83,7 +92,7 @@ def unknown(namespace: str | None = None) -> Result:
 
 
 def item_error(namespace: str | None, status: int, message: str) -> Result:
-    code = {400: "bad_request", 503: "unavailable"}[status]
+    code = CODES[status]
     return {"namespace": namespace, "error": {"error": code, "message": message}}
 
 
@@ -103,24 +112,51 @@ class Batches:
             ]
         return self._keys
 
-    def increment(self, tenant: str, items: list[Item]) -> None:
-        """Decide every item's ``result``; never raises for one item's failure."""
+    def increment(self, tenant: str, items: list[Item], idem: Idempotency | None = None) -> None:
+        """Decide every item's ``result``; never raises for one item's failure.
+
+        With ``idem``, each item is recorded in its own bucket (named by its index) and
+        applied at most once; a key used for another batch is a 422 (IdempotencyConflict)
+        found by a read-only pass over every node before anything is applied.
+        """
         n = self.store.n_buckets
         for item in items:
             item.member = keys.member(tenant, item.namespace)
             item.bucket = keys.bucket_of_member(item.member, n)
+            if idem is not None:
+                item.record = keys.idempotency_record(item.bucket, tenant, idem.digest, item.index)
         now_ms = int(time.time() * 1000)
-        for group in self._per_node(items):
-            self._increment_group(tenant, group, now_ms)
+        groups = list(self._per_node(items))
+        if idem is not None:
+            for group in groups:
+                self._check(group, idem, now_ms)
+        for group in groups:
+            self._increment_group(tenant, group, now_ms, idem)
 
-    def _increment_group(self, tenant: str, group: list[Item], now_ms: int) -> None:
+    def _check(self, group: list[Item], idem: Idempotency, now_ms: int) -> None:
+        """Raise IdempotencyConflict if an item's record is another request's."""
+        try:
+            self._run_incr_many(group, {}, now_ms, idem, CHECK)
+        except Refused as exc:
+            if is_conflict(str(exc)):
+                raise IdempotencyConflict(CONFLICT) from None
+        except RedisUnavailable:
+            pass  # the apply pass meets the same failure and says so per item
+
+    def _increment_group(
+        self, tenant: str, group: list[Item], now_ms: int, idem: Idempotency | None
+    ) -> None:
         seeds: dict[str, tuple[int, int]] = {}
         todo = group
         for _ in range(2):  # the second call carries seeds for what was missing
             try:
-                todo, values = self._run_incr_many(todo, seeds, now_ms)
-            except Refused:  # nothing ran: one by one, following redirections
-                self._one_by_one(tenant, todo)
+                todo, values = self._run_incr_many(todo, seeds, now_ms, idem, APPLY)
+            except Refused as exc:
+                if is_conflict(str(exc)):  # a concurrent batch with the key: nothing done
+                    for item in todo:
+                        item.result = item_error(item.namespace, 422, CONFLICT)
+                    return
+                self._one_by_one(tenant, todo, idem)  # nothing ran: follow redirections
                 return
             except RedisUnavailable as exc:
                 self.store.outage_failed(exc)
@@ -153,13 +189,19 @@ class Batches:
             item.result = item_error(item.namespace, 503, MAY_NOT_HAVE_APPLIED)
 
     def _run_incr_many(
-        self, items: list[Item], seeds: dict[str, tuple[int, int]], now_ms: int
+        self,
+        items: list[Item],
+        seeds: dict[str, tuple[int, int]],
+        now_ms: int,
+        idem: Idempotency | None,
+        mode: str,
     ) -> tuple[list[Item], list[int]]:
         """One incr_many.lua call; the items in the script's (bucket) order, and their values."""
         per_bucket: dict[int, list[Item]] = {}
         for item in items:
             per_bucket.setdefault(item.bucket, []).append(item)
-        args: list[Any] = [now_ms]
+        args: list[Any] = [now_ms, TTL_MS, mode]
+        fingerprint = "" if idem is None else idem.fingerprint
         order: list[Item] = []
         bucket_keys = self._bucket_keys
         for bucket, members in per_bucket.items():
@@ -167,16 +209,18 @@ class Batches:
             args.append(len(members))
             for item in members:
                 epoch, seed = seeds.get(item.member, _NO_SEED)
-                args += (item.member, item.by, seed, epoch)
+                args += (item.member, item.by, seed, epoch, item.record, fingerprint)
             order += members
         args.append(REPLID)
         values: list[int] = self.store.redis.run(INCR_MANY, items[0].bucket, *args)
         return order, values
 
-    def _one_by_one(self, tenant: str, items: list[Item]) -> None:
+    def _one_by_one(self, tenant: str, items: list[Item], idem: Idempotency | None) -> None:
         for item in items:
             try:
-                value = self.store.increment(tenant, item.namespace, item.by)
+                value = self.store.increment(tenant, item.namespace, item.by, idem, item.index)
+            except IdempotencyConflict as exc:
+                item.result = item_error(item.namespace, 422, exc.message)
             except BackendUnavailable as exc:
                 item.result = item_error(item.namespace, 503, exc.message)
             else:

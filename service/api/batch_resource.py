@@ -9,6 +9,7 @@ from __future__ import annotations
 import falcon
 import orjson
 
+from service.api import idempotency
 from service.api.amounts import parse_body
 from service.api.auth import Authenticator
 from service.api.batch import MAX_ITEMS, TOO_MANY, Batches, Result, parse_increments, unknown
@@ -29,9 +30,15 @@ class BatchResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         tenant = self.auth.tenant_for(req.env.get(KEY_ENV))
-        slots, items = parse_increments(parse_body(read_body(req, self.max_body)))
+        body = parse_body(read_body(req, self.max_body))
+        slots, items = parse_increments(body)
+        idem = idempotency.from_header(
+            req.env.get(idempotency.HEADER_ENV),
+            "batch",
+            orjson.dumps(body.get("increments"), option=orjson.OPT_SORT_KEYS),
+        )
         if items:
-            self.batches.increment(tenant, items)
+            self.batches.increment(tenant, items, idem)
         results: list[Result] = []
         for slot in slots:
             results.append(slot or unknown())

@@ -134,7 +134,7 @@ class RedisPyTransport:
         except NoScriptError:
             raise ScriptMissing() from None
         except ResponseError as exc:
-            raise Refused(repr(exc)) from None
+            raise Refused(str(exc)) from None
         except RedisError as exc:
             raise RedisUnavailable(repr(exc)) from None
 
@@ -179,12 +179,17 @@ class CounterRedis:
         self._slots = [key_slot(k.values.encode()) for k in self.keys]
         self._script_keys: dict[Script, list[tuple[str, ...]]] = {}
 
-    def run(self, script: Script, bucket: int, *args: Part | _Replid) -> Any:
-        """Run ``script`` on ``bucket``'s keys with ``args``; its reply."""
+    def run(
+        self, script: Script, bucket: int, *args: Part | _Replid, extra: tuple[str, ...] = ()
+    ) -> Any:
+        """Run ``script`` on ``bucket``'s keys with ``args``; its reply.
+
+        ``extra``: keys after the bucket's, in its slot (an idempotency record).
+        """
         per_bucket = self._script_keys.get(script)
         if per_bucket is None:
             per_bucket = self._script_keys[script] = [script.keys(k) for k in self.keys]
-        keys = per_bucket[bucket]
+        keys = per_bucket[bucket] + extra if extra else per_bucket[bucket]
         slot = self._slots[bucket]
         try:
             return self.transport.send(slot, "EVALSHA", script.sha, len(keys), *keys, *args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import falcon
 import orjson
 
+from service.api import idempotency
 from service.api.amounts import amount, parse_body
 from service.api.auth import Authenticator
 from service.api.clock import utc_timestamp
@@ -42,7 +43,8 @@ class CounterResource:
         # PERF: the common increment has neither a query string nor a body.
         if req.query_string or req.content_length:
             by = amount(_one_param(req, "by"), parse_body(read_body(req, self.max_body)))
-        value = self.store.increment(tenant, namespace, by)
+        idem = idempotency.from_header(req.env.get(idempotency.HEADER_ENV), "incr", namespace, by)
+        value = self.store.increment(tenant, namespace, by, idem)
         self.increments.inc()
         _ok(resp, namespace, value)
 

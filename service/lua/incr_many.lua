@@ -5,23 +5,29 @@
 --           its node. Redis Cluster refuses declared keys of several slots, so the
 --           buckets' key names (built by service/keys.py, never here) come in ARGV.
 -- ARGV[1] = now, ms since the epoch (score of a new dirty mark)
--- ARGV[2..] = per bucket: its keys v, d, e, l, b (as in incr.lua), then n, the number
---             of its items, then n times: member, by, seed ("" = not hydrated), seed epoch
+-- ARGV[2] = time to live of idempotency records, ms
+-- ARGV[3] = "apply", or "check": only look for idempotency conflicts, change nothing
+-- ARGV[4..] = per bucket: its keys v, d, e, l, b (as in incr.lua), then n, the number
+--             of its items, then n times: member, by, seed ("" = not hydrated), seed
+--             epoch, idempotency record key ("" = none; in the bucket's slot), fingerprint
 -- ARGV[#ARGV] = the replication id of the node the caller addressed (incr.lua)
--- returns one value per item in order, -1 for a counter that is missing and has no
--- seed (nothing done for it: the caller hydrates it and sends it again).
+-- returns one value per item in order (in "check" mode 0s), -1 for a counter that
+-- is missing and has no seed (nothing done for it: the caller hydrates it and sends
+-- it again). An item whose record exists returns the value recorded (nothing done);
+-- a record of another request is the error "IDEMCONFLICT" before any write.
 -- Errors before any write: a bucket whose slot this node does not serve, or serves
 -- while it migrates (the EXISTS below touches every key of the bucket, so Redis
 -- refuses here, not halfway), or "STALETOKEN <replid>" as in incr.lua. The caller
 -- then sends the items one by one through incr.lua, which follows redirections.
 -- Lineage: as in incr.lua (keep the two in step), per bucket.
 local token = ARGV[#ARGV]
-local groups, i = {}, 2
+local S = 6 -- ARGVs per item
+local groups, i = {}, 4
 while i < #ARGV do
   local g = {v = ARGV[i], d = ARGV[i + 1], e = ARGV[i + 2], l = ARGV[i + 3], b = ARGV[i + 4],
              first = i + 6, n = tonumber(ARGV[i + 5])}
   groups[#groups + 1] = g
-  i = g.first + 4 * g.n
+  i = g.first + S * g.n
 end
 -- Phase 1, reads only: every bucket is served here, and whose lineage is this node's.
 local stale = false
@@ -30,6 +36,28 @@ for _, g in ipairs(groups) do
   local lineage = redis.call('GET', g.l)
   g.open = not lineage or string.sub(lineage, 1, #token + 1) ~= token .. ':'
   stale = stale or g.open
+end
+local recorded = {} -- ARGV index of an item -> its recorded value
+for _, g in ipairs(groups) do
+  for j = g.first, g.first + S * (g.n - 1), S do
+    if ARGV[j + 4] ~= '' then
+      local record = redis.call('GET', ARGV[j + 4])
+      if record then
+        local nl = string.find(record, '\n', 1, true)
+        if string.sub(record, 1, nl - 1) ~= ARGV[j + 5] then
+          return redis.error_reply('IDEMCONFLICT')
+        end
+        recorded[j] = tonumber(string.sub(record, nl + 1))
+      end
+    end
+  end
+end
+if ARGV[3] == 'check' then
+  local zeros = {}
+  for _, g in ipairs(groups) do
+    for _ = 1, g.n do zeros[#zeros + 1] = 0 end
+  end
+  return zeros
 end
 if stale then
   local replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
@@ -54,10 +82,11 @@ for _, g in ipairs(groups) do
       redis.call('SET', g.l, id .. ':s')
     end
   end
-  for j = g.first, g.first + 4 * (g.n - 1), 4 do
+  for j = g.first, g.first + S * (g.n - 1), S do
     local member, seed = ARGV[j], ARGV[j + 2]
-    local value = -1
-    if redis.call('HEXISTS', g.v, member) == 1 or seed ~= '' then
+    local value = recorded[j] or -1
+    if recorded[j] then -- applied before: answered from its record
+    elseif redis.call('HEXISTS', g.v, member) == 1 or seed ~= '' then
       if seed ~= '' and redis.call('HEXISTS', g.v, member) == 0 then
         redis.call('HSET', g.v, member, seed)
         if tonumber(ARGV[j + 3]) > 0 then
@@ -66,6 +95,9 @@ for _, g in ipairs(groups) do
       end
       value = redis.call('HINCRBY', g.v, member, ARGV[j + 1])
       redis.call('ZADD', g.d, 'NX', ARGV[1], member)
+      if ARGV[j + 4] ~= '' then
+        redis.call('SET', ARGV[j + 4], ARGV[j + 5] .. '\n' .. value, 'PX', ARGV[2])
+      end
     end
     out[#out + 1] = value
   end

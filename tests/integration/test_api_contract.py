@@ -192,7 +192,7 @@ def test_unexpected_errors_are_500_without_details(
     settings: Any, store: CounterStore, new_tenant: NewTenant
 ) -> None:
     class Exploding(CounterStore):
-        def increment(self, tenant: str, namespace: str) -> int:
+        def increment(self, *args: Any, **kwargs: Any) -> int:
             raise RuntimeError("secret-internal-detail")
 
     broken = Exploding(lambda: store.redis, store.db, store.n_buckets)

@@ -23,7 +23,7 @@ def test_a_batch_counts_each_item_in_order_repeats_included(
     client: Any, new_tenant: NewTenant
 ) -> None:
     _, key = new_tenant()
-    items = [{"namespace": f"n{i % 37}", "by": 1 + i % 3} for i in range(300)]
+    items: list[dict[str, Any]] = [{"namespace": f"n{i % 37}", "by": 1 + i % 3} for i in range(300)]
     resp = post(client, key, items)
     assert resp.status_code == 200, resp.text
     results = resp.json["data"]["results"]
@@ -153,7 +153,7 @@ def test_flushed_batches_land_in_postgresql_exactly(
     from tests.flush_helpers import flush, pg_states
 
     tenant, key = new_tenant()
-    items = [{"namespace": f"f{i % 50}", "by": 1 + i} for i in range(200)]
+    items: list[dict[str, Any]] = [{"namespace": f"f{i % 50}", "by": 1 + i} for i in range(200)]
     post(client, key, items)
     flush(settings)
     expected: dict[str, tuple[int, int]] = {}
