@@ -5,7 +5,7 @@ from __future__ import annotations
 import falcon
 import orjson
 
-from service.api import idempotency
+from service.api import admin, idempotency
 from service.api.amounts import amount, parse_body
 from service.api.auth import Authenticator
 from service.api.clock import utc_timestamp
@@ -47,6 +47,22 @@ class CounterResource:
         value = self.store.increment(tenant, namespace, by, idem)
         self.increments.inc()
         _ok(resp, namespace, value)
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, namespace: str = "") -> None:
+        """Set the counter (admin): ``{"value": N}``."""
+        tenant = self._admit(req, namespace)
+        admin.require_admin(tenant)
+        value = admin.new_value(read_body(req, self.max_body))
+        idem = idempotency.from_header(req.env.get(idempotency.HEADER_ENV), "set", namespace, value)
+        _ok(resp, namespace, self.store.set(tenant, namespace, value, idem))
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, namespace: str = "") -> None:
+        """Delete (admin): a set to 0 with a raised epoch; it reads 0 afterwards."""
+        tenant = self._admit(req, namespace)
+        admin.require_admin(tenant)
+        read_body(req, self.max_body)
+        idem = idempotency.from_header(req.env.get(idempotency.HEADER_ENV), "set", namespace, 0)
+        _ok(resp, namespace, self.store.set(tenant, namespace, 0, idem))
 
     def _admit(self, req: falcon.Request, namespace: str) -> str:
         """Authenticate, then validate the namespace; raises before anything is touched."""

@@ -20,7 +20,7 @@ from service.api.pg import Database
 from service.api.redis_access import REPLID, CounterRedis, Part, RedisUnavailable, Refused
 from service.errors import BackendUnavailable, OutcomeUnknown
 from service.logs import OutageLog
-from service.scripts import INCR
+from service.scripts import INCR, SET, Script
 
 log = logging.getLogger("counter.store")
 NEEDS_HYDRATION = -1
@@ -83,6 +83,20 @@ class CounterStore:
             value = self._incr(bucket, (field, now_ms, seed, epoch, by, fp, ttl), extra)
         return value
 
+    def set(self, tenant: str, namespace: str, value: int, idem: Idempotency | None = None) -> int:
+        """Replace the value, raising the epoch past PostgreSQL's (read first: a set that
+        Redis lost in a failover may be there with a higher epoch) and Redis's."""
+        field = keys.member(tenant, namespace)
+        bucket = keys.bucket_of_member(field, self.n_buckets)
+        pg_epoch = self.db.read_counter(bucket, tenant, namespace)[0]
+        extra: tuple[str, ...] = ()
+        fp, ttl = "", 0
+        if idem is not None:
+            extra = (keys.idempotency_record(bucket, tenant, idem.digest),)
+            fp, ttl = idem.fingerprint, TTL_MS
+        now_ms = int(time.time() * 1000)
+        return self._run(SET, bucket, (field, now_ms, pg_epoch, value, fp, ttl), extra)
+
     def get(self, tenant: str, namespace: str) -> int:
         field = keys.member(tenant, namespace)
         bucket = keys.bucket_of_member(field, self.n_buckets)
@@ -98,8 +112,13 @@ class CounterStore:
         return self.db.read_counter(bucket, tenant, namespace)[1]
 
     def _incr(self, bucket: int, args: tuple[Part, ...], extra: tuple[str, ...]) -> int:
+        return self._run(INCR, bucket, args, extra)
+
+    def _run(
+        self, script: Script, bucket: int, args: tuple[Part, ...], extra: tuple[str, ...]
+    ) -> int:
         try:
-            value = int(self.redis.run(INCR, bucket, *args, REPLID, extra=extra))
+            value = int(self.redis.run(script, bucket, *args, REPLID, extra=extra))
         except Refused as exc:
             if is_conflict(str(exc)):
                 raise IdempotencyConflict(CONFLICT) from None
