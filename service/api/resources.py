@@ -10,6 +10,7 @@ from service.api.amounts import amount, parse_body
 from service.api.auth import Authenticator
 from service.api.clock import utc_timestamp
 from service.api.errors import BadRequest
+from service.api.info import counter_info, render_info
 from service.api.metrics import BatchedCounter, render
 from service.api.store import CounterStore
 from service.keys import INVALID_NAMESPACE, is_valid_namespace
@@ -33,6 +34,13 @@ class CounterResource:
         self.increments = increments
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, namespace: str = "") -> None:
+        # {namespace:path} also takes "<ns>/info" (Falcon cannot route both templates).
+        base, slash, rest = namespace.partition("/")
+        if slash and rest == "info" and is_valid_namespace(base):
+            tenant = self._admit(req, base)
+            read_body(req, self.max_body)
+            render_info(resp, counter_info(self.store, tenant, base))
+            return
         tenant = self._admit(req, namespace)
         read_body(req, self.max_body)  # drained, unused: keep-alive stays in sync
         _ok(resp, namespace, self.store.get(tenant, namespace))
