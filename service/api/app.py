@@ -19,6 +19,7 @@ from service.api.resources import (
     CounterResource,
     HealthResource,
     MetricsResource,
+    OpenApiResource,
     ReadyResource,
 )
 from service.api.store import CounterStore
@@ -67,5 +68,6 @@ def create_app(
     app.add_route("/healthz", HealthResource(store))
     app.add_route("/readyz", ReadyResource(store))
     app.add_route("/metrics", MetricsResource())
+    app.add_route("/openapi.json", OpenApiResource())
     errors.install(app)
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib import resources
+
 import falcon
 import orjson
 
@@ -144,6 +146,18 @@ class ReadyResource:
         resp.data = orjson.dumps(
             {"status": "ok" if resp.status == 200 else "unavailable", "checks": checks}
         )
+
+
+class OpenApiResource:
+    """``/openapi.json``: the API's OpenAPI 3.1 description (``service/api/openapi.json``),
+    served without a key so that tools and browsers can read it."""
+
+    def __init__(self) -> None:
+        self.body = resources.files("service.api").joinpath("openapi.json").read_bytes()
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = self.body
 
 
 class MetricsResource:
