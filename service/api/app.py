@@ -12,6 +12,7 @@ from service.api import errors
 from service.api.auth import Authenticator
 from service.api.batch import BATCH_BODY_BYTES, Batches
 from service.api.batch_resource import BatchResource
+from service.api.cors import CorsMiddleware
 from service.api.metrics import INCREMENTS, BatchedCounter
 from service.api.pg import Database
 from service.api.redis_access import open_access
@@ -52,7 +53,8 @@ def create_app(
             settings.buckets,
         )
     auth = Authenticator(store.db, settings.auth_cache_ttl, settings.auth_outage_grace)
-    app = falcon.App()
+    middleware = [CorsMiddleware(settings.cors_origins)] if settings.cors_origins else []
+    app = falcon.App(middleware=middleware)
     increments = BatchedCounter(INCREMENTS, hooks)
     counters = CounterResource(store, auth, settings.max_body_bytes, increments)
     for prefix in COUNTER_PREFIXES:
