@@ -61,7 +61,7 @@ def test_every_status_carries_the_headers(
 ) -> None:
     _, api_key = new_tenant()
     headers = {"Origin": ORIGIN, **(hdr(api_key) if key else {})}
-    body = {"increments": []} if path.endswith("counters") else None
+    body: dict[str, Any] | None = {"increments": []} if path.endswith("counters") else None
     resp = cors_client.simulate_request(method, path, headers=headers, json=body)
     assert resp.status_code == status
     assert resp.headers["access-control-allow-origin"] == ORIGIN
