@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help deps install run up down status test test-unit lint deploy-check loadtest bench bench-quick flush-bench clean
+.PHONY: help deps install run up down status test test-unit lint deploy-check loadtest bench bench-quick bench-batch flush-bench clean
 
 help:
 	@echo "make run | up | down | status | test | test-unit | lint | deploy-check | loadtest | bench | bench-quick | flush-bench | clean"
@@ -75,6 +75,10 @@ bench-quick: install   ## ~2 minutes: the service against its ceiling and naive 
 bench: install         ## ~13 minutes: the full profile; report in benchmarks/results/
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m benchmarks.run --profile full
+
+bench-batch: install   ## ~1 minute: the batch endpoint (100 per request) against redis-py pipelined INCRBY
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m benchmarks.batch_bench --duration 10
 
 flush-bench: install   ## COPY flush against executemany for 100,000 dirty counters
 	$(PY) -m benchmarks.flush_bench

@@ -4,7 +4,8 @@ process (issue 15's goal: ≥ 250,000/s through the batch endpoint on 2 cores).
 
 Both run against the same throwaway 3-master cluster; the service runs with its
 flusher, and at the end every increment must be in PostgreSQL (flushed, exact).
-``python -m benchmarks.batch_bench [--duration 10] [--batch 100]``
+``python -m benchmarks.batch_bench [--duration 10] [--batch 100]``; ``make bench`` runs
+it too (``batch`` in the results JSON and the last lines it prints).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from redis.cluster import ClusterNode, RedisCluster
 
 from benchmarks.servers import APPS, Server
-from benchmarks.stack import backends
+from benchmarks.stack import Backends, backends
 from benchmarks.wrk import run_wrk
 
 
@@ -65,6 +67,54 @@ def flushed_total(dsn: str, tenant: str, timeout: float = 60.0) -> int:
     return last
 
 
+def measure(
+    b: Backends,
+    workdir: Path,
+    duration: int = 10,
+    batch: int = 100,
+    namespaces: int = 1000,
+    connections: int = 16,
+    workers: int = 2,
+) -> dict[str, Any]:
+    """The batch endpoint's increments per second beside redis-py's pipelined INCRBY,
+    on backends ``b`` (with their flusher, whose result is checked in PostgreSQL)."""
+    os.environ["BENCH_BATCH"] = str(batch)
+    spec = next(a for a in APPS if a.name == "service")
+    env = {**b.service_env(), "COUNTER_REDIS_TIMEOUT": "5"}
+    with psycopg.connect(b.pg_dsn) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(value), 0) FROM counters WHERE tenant = %s", (b.tenant,)
+        ).fetchone()
+    before = int(row[0]) if row else 0
+    with Server(spec, workers, env, workdir) as server:
+        res = run_wrk(
+            server.url,
+            "post-batch",
+            duration=duration,
+            threads=2,
+            connections=connections,
+            api_key=b.api_key,
+            namespaces=namespaces,
+        )
+    ok_requests = res.requests - res.errors["status"]
+    batch_rate = res.ok_rps * batch
+    flushed = flushed_total(b.pg_dsn, b.tenant) - before if b.flusher is not None else None
+    baseline = redis_baseline(b.redis_nodes, duration, batch, namespaces)
+    return {
+        "batch_size": batch,
+        "workers": workers,
+        "connections": connections,
+        "batch_requests_per_s": res.ok_rps,
+        "batch_increments_per_s": round(batch_rate),
+        "redis_py_pipelined_incrby_per_s": round(baseline),
+        "ratio_to_baseline": round(batch_rate / baseline, 2),
+        "acknowledged_increments": ok_requests * batch,
+        "flushed_to_postgresql": flushed,
+        "errors": res.errors,
+        "latency_ms": res.latency_ms,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
@@ -73,36 +123,16 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-
-    os.environ["BENCH_BATCH"] = str(args.batch)
-    spec = next(a for a in APPS if a.name == "service")
     with tempfile.TemporaryDirectory() as tmp, backends(Path(tmp)) as b:
-        env = {**b.service_env(), "COUNTER_REDIS_TIMEOUT": "5"}
-        with Server(spec, args.workers, env, Path(tmp)) as server:
-            res = run_wrk(
-                server.url,
-                "post-batch",
-                duration=args.duration,
-                threads=2,
-                connections=args.connections,
-                api_key=b.api_key,
-                namespaces=args.namespaces,
-            )
-        ok_requests = res.requests - res.errors["status"]
-        batch_rate = res.ok_rps * args.batch
-        flushed = flushed_total(b.pg_dsn, b.tenant)
-        baseline = redis_baseline(b.redis_nodes, args.duration, args.batch, args.namespaces)
-    report = {
-        "batch_size": args.batch,
-        "batch_requests_per_s": res.ok_rps,
-        "batch_increments_per_s": round(batch_rate),
-        "redis_py_pipelined_incrby_per_s": round(baseline),
-        "ratio_to_baseline": round(batch_rate / baseline, 2),
-        "acknowledged_increments": ok_requests * args.batch,
-        "flushed_to_postgresql": flushed,
-        "errors": res.errors,
-        "latency_ms": res.latency_ms,
-    }
+        report = measure(
+            b,
+            Path(tmp),
+            args.duration,
+            args.batch,
+            args.namespaces,
+            args.connections,
+            args.workers,
+        )
     print(json.dumps(report, indent=2))
 
 
