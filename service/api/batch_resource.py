@@ -6,6 +6,8 @@ with one result per item, in order, each a value or an error of its own.
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon
 import orjson
 
@@ -39,12 +41,10 @@ class BatchResource:
         )
         if items:
             self.batches.increment(tenant, items, idem)
-        results: list[Result] = []
-        for slot in slots:
-            results.append(slot or unknown())
+        results: list[Any] = slots
         for item in items:
-            results[item.index] = item.result or unknown(item.namespace)
-            if "value" in results[item.index]:
+            result = results[item.index] = item.result or unknown(item.namespace)
+            if "value" in result:
                 self.increments.inc()
         _results(resp, results)
 
