@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help deps install run up down status test test-unit lint deploy-check loadtest bench bench-quick flush-bench faults faults-quick clean
+.PHONY: help deps install run up down status test test-unit lint deploy-check loadtest bench bench-quick bench-batch flush-bench faults faults-quick clean
 
 help:
 	@echo "make run | up | down | status | test | test-unit | lint | deploy-check | loadtest | bench | bench-quick | flush-bench | faults | faults-quick | clean"
@@ -80,6 +80,10 @@ bench-quick: install   ## ~2 minutes: the service against its ceiling, naive bas
 bench: install         ## ~20 minutes: the full profile; report in benchmarks/results/ and LATEST.md
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m benchmarks.run --profile full
+
+bench-batch: install   ## ~1 minute: the batch endpoint (100 per request) against redis-py pipelined INCRBY
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m benchmarks.batch_bench --duration 10
 
 flush-bench: install   ## COPY flush against executemany for 100,000 dirty counters
 	$(PY) -m benchmarks.flush_bench

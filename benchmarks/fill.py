@@ -32,17 +32,26 @@ def bulk(value: bytes) -> bytes:
 
 
 class Encoder:
-    """``EVALSHA <incr.lua> 5 <bucket keys> <member> <now> 0 0 <replid>`` as RESP bytes."""
+    """``EVALSHA <incr.lua> 5 <bucket keys> <member> <now> 0 0 1 "" 0 <replid>`` as RESP."""
 
     def __init__(self, sha: str, now_ms: int, replid: str) -> None:
         n_keys = len(INCR.roles)
         self.head = (
-            b"*%d\r\n" % (3 + n_keys + 5)
+            b"*%d\r\n" % (3 + n_keys + 8)
             + bulk(b"EVALSHA")
             + bulk(sha.encode())
             + bulk(str(n_keys).encode())
         )
-        self.tail = bulk(str(now_ms).encode()) + bulk(b"0") + bulk(b"0") + bulk(replid.encode())
+        # member, now, seed "0", epoch 0, by 1, no idempotency record, the node's replid
+        self.tail = (
+            bulk(str(now_ms).encode())
+            + bulk(b"0")
+            + bulk(b"0")
+            + bulk(b"1")
+            + bulk(b"")
+            + bulk(b"0")
+            + bulk(replid.encode())
+        )
         self._keys: dict[int, bytes] = {}
 
     def command(self, bucket: int, member: bytes) -> bytes:

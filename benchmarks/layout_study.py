@@ -94,7 +94,7 @@ def increments(r: redis.Redis, n: int, n_buckets: int, total: int, per_flush: in
             now = int(time.time() * 1000)
             script(
                 keys=list(INCR.keys(keys.bucket_keys(b))),
-                args=[name, now, "", 0, replid],
+                args=[name, now, "", 0, 1, "", 0, replid],
                 client=pipe,
             )
         if any(v < 2 for v in pipe.execute()):

@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 
 import psycopg
 
-from benchmarks import go_peer, goals, measure_memory, plots, report
+from benchmarks import batch_bench, go_peer, goals, measure_memory, plots, report
 from benchmarks.profiles import PROFILES, Profile
 from benchmarks.servers import APPS
 from benchmarks.stack import backends
@@ -90,6 +90,13 @@ def _print_ratios(results: dict[str, Any]) -> None:
     print(
         f"ratios (POST increments over {results['profile']['namespaces']:,} namespaces, same run):"
     )
+    batch = results.get("batch", {})
+    if "batch_increments_per_s" in batch:
+        print(
+            f"  batch endpoint ({batch['batch_size']} per request): "
+            f"{batch['batch_increments_per_s']:,} increments/s vs redis-py pipelined INCRBY "
+            f"{batch['redis_py_pipelined_incrby_per_s']:,}/s: ratio {batch['ratio_to_baseline']}"
+        )
     for key, r in results["ratios"].items():
         if not key.startswith(goals.PRODUCT + "/"):
             continue
@@ -162,6 +169,14 @@ def run(
             except Exception as exc:  # a measurement, not a reason to lose the run
                 results["memory"] = {"error": f"{type(exc).__name__}: {exc}"}
             sweep.log(f"memory: {results['memory']}")
+            sweep.log("batch: 100 increments per request against redis-py pipelined INCRBY")
+            try:
+                results["batch"] = batch_bench.measure(
+                    b, workdir, duration=max(profile.duration, 5)
+                )
+            except Exception as exc:  # a measurement, not a reason to lose the run
+                results["batch"] = {"error": f"{type(exc).__name__}: {exc}"}
+            sweep.log(f"batch: {results['batch']}")
         ok = True
     finally:
         results["elapsed_s"] = round(time.monotonic() - started, 1)

@@ -22,6 +22,7 @@ WORKLOADS = {  # name -> (lua script, HTTP method)
     "post-hot": ("hot.lua", "POST"),
     "get-spread": ("spread.lua", "GET"),
     "post-flood": ("flood.lua", "POST"),  # a distinct made-up key per request (auth_bench)
+    "post-batch": ("batch.lua", "POST"),  # BENCH_BATCH items per request (batch_bench.py)
 }
 
 

@@ -8,7 +8,7 @@ API key per tenant with `counterctl keys create`, runs Locust (one process, or a
 master and N workers), and writes HTML/CSV/JSON reports to loadtest/reports/.
 
 Environment (all optional):
-  LOADTEST_SCENARIO      all, or a comma list of: hot, many, mixed, race      [all]
+  LOADTEST_SCENARIO      all, or a comma list of: hot, many, by-n, batch, mixed, race     [all]
   LOADTEST_USERS         simulated users in total                             [10]
   LOADTEST_SPAWN_RATE    users started per second                             [10]
   LOADTEST_DURATION      run time, Locust syntax (20s, 1m30s)                 [45s]
@@ -53,6 +53,8 @@ RUN = REPO / ".run"
 SCENARIOS = {
     "hot": "hot_counter.py",
     "many": "many_counters.py",
+    "by-n": "by_n.py",
+    "batch": "batches.py",
     "mixed": "mixed_read_write.py",
     "race": "reads_racing_writes.py",
 }

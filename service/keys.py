@@ -75,6 +75,15 @@ def rate_key(key_id: int) -> str:
     return f"rl:{{{key_id}}}"
 
 
+def idempotency_record(bucket: int, tenant: str, digest: str, item: int | None = None) -> str:
+    """Where an Idempotency-Key's outcome is kept: a string in ``bucket``'s slot, so the
+    script that changes the counter checks and records it atomically. ``digest`` is a
+    hash of the client's key (any bytes it sends stay out of key names); ``item`` is a
+    batch item's index (each item is recorded in its own counter's bucket)."""
+    suffix = "" if item is None else f":{item}"
+    return f"c:{{{bucket}}}:i:{tenant}:{digest}{suffix}"
+
+
 def key_role(name: str) -> int:
     """Position in ``BucketKeys`` of a key named like ``c:{b}:v`` (any tag): 0 for values."""
     prefix, _, suffix = name.rpartition(":")

@@ -56,6 +56,10 @@ class Script:
 
 
 INCR = Script.load("incr")  # increment and mark dirty (the API's hot path)
+INCR_MANY = Script.load("incr_many")  # the batch endpoint: many buckets of one node
+GET_MANY = Script.load("get_many")  # the batch read: many buckets of one node
+INFO = Script.load("info")  # GET …/info: a counter's value, epoch and dirty mark
+SET = Script.load("set")  # PUT / DELETE: a new value with a raised epoch
 SNAPSHOT = Script.load("snapshot")  # the flusher: read a window of dirty counters
 CLEAR_DIRTY = Script.load("clear_dirty")  # the flusher: clear marks after a commit
 SETTLE = Script.load("settle")  # the flusher: add what a new lineage lacks, close it

@@ -83,6 +83,7 @@ class Settings:
     flusher_metrics_port: int = 9108  # Prometheus endpoint of counter-flusher; 0 = off
     flusher_nice: int = 10  # added to counter-flusher's CPU niceness: requests come first
     log_level: str = "INFO"
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed (CORS); "*" = any; () = off
 
     @property
     def cluster(self) -> bool:
@@ -186,6 +187,7 @@ class Settings:
             ),
             flusher_nice=get("COUNTER_FLUSHER_NICE", _int_in(0, 19), d["flusher_nice"]),
             log_level=get("COUNTER_LOG_LEVEL", _choice(_LOG_LEVELS), d["log_level"]),
+            cors_origins=get("COUNTER_CORS_ORIGINS", _origins, d["cors_origins"]),
         )
 
 
@@ -241,6 +243,15 @@ def _number_in(kind: Callable[[str], N], low: N, high: N) -> Callable[[str], N]:
         return value
 
     return parse
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    """``https://a.example,https://b.example`` or ``*``; each origin scheme://host[:port]."""
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?", origin):
+            raise ValueError(f"not an origin: {origin!r} (scheme://host[:port], or *)")
+    return origins
 
 
 def _int_in(low: int, high: int) -> Callable[[str], int]:

@@ -37,7 +37,8 @@ def increment(r: Any, n_buckets: int, tenant: str, counts: dict[str, int]) -> No
             script_keys = INCR.keys(keys.bucket_keys(keys.bucket_of(tenant, ns, n_buckets)))
             for _ in range(counts[ns]):
                 member = keys.member(tenant, ns)
-                pipe.evalsha(INCR.sha, len(script_keys), *script_keys, member, now, "0", 0, replid)
+                args = (member, now, "0", 0, 1, "", 0, replid)  # by 1, no idempotency key
+                pipe.evalsha(INCR.sha, len(script_keys), *script_keys, *args)
         pipe.execute()
 
 

@@ -24,8 +24,8 @@ def redis_fields_of_tenant(r: Any, tenant: str) -> list[str]:
     found: list[str] = []
     for key in r.scan_iter(match="c:*", count=1000):
         key = key.decode() if isinstance(key, bytes) else key
-        if key.endswith(":l"):  # the bucket's lineage: a string, no members
-            continue
+        if key.rpartition(":")[2] not in ("v", "e", "b", "d"):
+            continue  # a lineage or an idempotency record: strings, no members
         members = r.hkeys(key) if not key.endswith(":d") else r.zrange(key, 0, -1)
         found += [m.decode() for m in members if keys.split_member(m.decode())[0] == tenant]
     return found

@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 
 PATH = "/v1/misc/counter/"
+BATCH_PATH = "/v1/misc/counters"
 KEY_HEADER = "requiems-api-key"
 USER_AGENT = "counterload-check"  # tells these reads apart from the load in server logs
 ATTEMPTS = 4

@@ -13,6 +13,9 @@ import falcon.routing
 
 from service.api import errors
 from service.api.auth import Authenticator
+from service.api.batch import BATCH_BODY_BYTES, Batches
+from service.api.batch_resource import BatchResource
+from service.api.cors import CorsMiddleware
 from service.api.keyset import KeySet
 from service.api.metrics import (
     BACKEND_DURATION,
@@ -30,6 +33,7 @@ from service.api.resources import (
     CounterResource,
     HealthResource,
     MetricsResource,
+    OpenApiResource,
     ReadyResource,
 )
 from service.api.store import CounterStore
@@ -112,7 +116,9 @@ def create_app(
         keys.wait_loaded(settings.pg_connect_timeout)  # before the loop runs: blocks nothing
     auth = Authenticator(keys)
     red = RequestMetrics(BatchedHistogram(REQUEST_DURATION, hooks), InFlight(IN_FLIGHT, hooks))
-    app = falcon.App(router=CounterRouter(), middleware=[red])
+    cors = [CorsMiddleware(settings.cors_origins)] if settings.cors_origins else []
+    middleware: list[Any] = [*cors, red]
+    app = falcon.App(router=CounterRouter(), middleware=middleware)
     increments = BatchedCounter(INCREMENTS, hooks)
     counter_store = store
     limiter = RateLimiter(lambda: counter_store.redis)
@@ -124,8 +130,20 @@ def create_app(
         # and get a 400 instead of falling through to a 404.
         app.add_route(prefix + "/{namespace:path}", counters)
         app.add_route(prefix + "/", counters)  # empty namespace: 400, not 404
+    batches = _head_as_get(
+        BatchResource(
+            Batches(store),
+            auth,
+            max(settings.max_body_bytes, BATCH_BODY_BYTES),
+            increments,
+            limiter,
+        )
+    )
+    for prefix in COUNTER_PREFIXES:
+        app.add_route(prefix + "s", batches)  # /v1/misc/counters, /v1/technology/counters
     app.add_route("/healthz", _head_as_get(HealthResource(store)))
     app.add_route("/readyz", _head_as_get(ReadyResource(store, auth)))
     app.add_route("/metrics", _head_as_get(MetricsResource()))
+    app.add_route("/openapi.json", _head_as_get(OpenApiResource()))
     errors.install(app)
     return app

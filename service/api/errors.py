@@ -28,6 +28,7 @@ CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
+    422: "idempotency_conflict",
     429: "rate_limited",
     500: "internal_error",
     503: "unavailable",
@@ -72,6 +73,12 @@ class RateLimited(ApiError):
     """The key is over its rate limit; the headers say when to come back."""
 
     status = 429
+
+
+class IdempotencyConflict(ApiError):
+    """The Idempotency-Key was used for another request within its lifetime."""
+
+    status = 422
 
 
 def error_body(status: int, message: str) -> bytes:

@@ -148,6 +148,14 @@ class Database:
         )
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
+    def read_info(self, bucket: int, tenant: str, namespace: str) -> tuple[Any, ...] | None:
+        """``(epoch, value, created_at, updated_at)`` of the stored row, None without one."""
+        return self._fetchone(
+            "SELECT epoch, value, created_at, updated_at FROM counters WHERE bucket = %s"
+            " AND tenant = %s AND namespace = %s",
+            (bucket, tenant, namespace),
+        )
+
     def ping(self) -> bool:
         try:
             return self._fetchone("SELECT 1", ()) is not None

@@ -45,6 +45,11 @@ class RedisUnavailable(Exception):
     """Redis failed, refused, or did not answer in time (outcome unknown for writes)."""
 
 
+class Refused(RedisUnavailable):
+    """Redis answered with an error (a redirection it could not follow, a slot being
+    migrated, CLUSTERDOWN, ...): the command did not run."""
+
+
 class ScriptMissing(Exception):
     """NOSCRIPT: the node does not hold the script, which therefore did not run."""
 
@@ -53,6 +58,10 @@ class Transport(Protocol):
     def send(self, slot: int, *command: Part | _Replid, write: bool = False) -> Any:
         """One command on the master of ``slot``; its reply. Raises ScriptMissing on
         NOSCRIPT, RedisUnavailable on any other failure; never re-sends."""
+        ...
+
+    def node_of(self, slot: int) -> str:
+        """A name for the master serving ``slot`` now (to group commands per node)."""
         ...
 
     def ping(self) -> bool: ...
@@ -66,6 +75,9 @@ class LeanTransport:
 
     def send(self, slot: int, *command: Part | _Replid, write: bool = False) -> Any:
         try:
+            if command[-1] is REPLID:  # PERF: where scripts take it, last: no scan
+                head = command[:-1]
+                return self.client.execute(slot, lambda replid: pack(*head, replid))  # type: ignore[arg-type]
             if REPLID in command:
                 return self.client.execute(
                     slot,
@@ -78,7 +90,14 @@ class LeanTransport:
         except CommandRefused as exc:
             if str(exc).startswith("NOSCRIPT"):
                 raise ScriptMissing() from None
+            raise Refused(str(exc)) from None
+
+    def node_of(self, slot: int) -> str:
+        try:
+            host, port = self.client.node_for(slot)
+        except (ConnectionLost, CommandRefused) as exc:
             raise RedisUnavailable(str(exc)) from None
+        return f"{host}:{port}"
 
     def ping(self) -> bool:
         return self.client.ping_all()
@@ -116,8 +135,15 @@ class RedisPyTransport:
             raise RedisUnavailable("the node's replication id kept changing")
         except NoScriptError:
             raise ScriptMissing() from None
+        except ResponseError as exc:
+            raise Refused(str(exc)) from None
         except RedisError as exc:
             raise RedisUnavailable(repr(exc)) from None
+
+    def node_of(self, slot: int) -> str:
+        if isinstance(self.client, RedisCluster):
+            return str(self.client.nodes_manager.get_node_from_slot(slot).name)
+        return "single"
 
     def _replid(self, slot: int) -> tuple[str, str]:
         """(name, replication id) of the master serving ``slot``."""
@@ -155,12 +181,18 @@ class CounterRedis:
         self._slots = [key_slot(k.values.encode()) for k in self.keys]
         self._script_keys: dict[Script, list[tuple[str, ...]]] = {}
 
-    def run(self, script: Script, bucket: int, *args: Part | _Replid) -> Any:
-        """Run ``script`` on ``bucket``'s keys with ``args``; its reply."""
+    def run(
+        self, script: Script, bucket: int, *args: Part | _Replid, extra: tuple[str, ...] = ()
+    ) -> Any:
+        """Run ``script`` on ``bucket``'s keys with ``args``; its reply.
+
+        ``extra``: keys after the bucket's, in its slot (an idempotency record).
+        """
         per_bucket = self._script_keys.get(script)
         if per_bucket is None:
             per_bucket = self._script_keys[script] = [script.keys(k) for k in self.keys]
-        return self._eval(script, self._slots[bucket], per_bucket[bucket], args)
+        keys = per_bucket[bucket] + extra if extra else per_bucket[bucket]
+        return self._eval(script, self._slots[bucket], keys, args)
 
     def run_for_key(self, script: Script, key_id: int, *args: Part) -> Any:
         """Run a ``per_key`` script on API key ``key_id``'s own key (its own slot)."""
@@ -185,6 +217,10 @@ class CounterRedis:
             return self.transport.send(self._slots[bucket], *command)
         except ScriptMissing:
             raise RedisUnavailable("NOSCRIPT outside a script call") from None
+
+    def node_of(self, bucket: int) -> str:
+        """The master serving ``bucket`` now, by name (commands are grouped per node)."""
+        return self.transport.node_of(self._slots[bucket])
 
     def ping(self) -> bool:
         return self.transport.ping()

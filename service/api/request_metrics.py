@@ -75,6 +75,9 @@ class TimedTransport:
         finally:
             self.durations.observe(REDIS, perf_counter() - started)
 
+    def node_of(self, slot: int) -> str:
+        return self.inner.node_of(slot)
+
     def ping(self) -> bool:
         return self.inner.ping()
 

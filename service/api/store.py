@@ -13,17 +13,20 @@ import time
 from collections.abc import Callable
 
 from service import keys
+from service.api.errors import IdempotencyConflict
+from service.api.idempotency import TTL_MS, Idempotency, is_conflict
 from service.api.metrics import HYDRATIONS
 from service.api.pg import Database
-from service.api.redis_access import REPLID, CounterRedis, RedisUnavailable
+from service.api.redis_access import REPLID, CounterRedis, Part, RedisUnavailable, Refused
 from service.errors import BackendUnavailable, OutcomeUnknown
 from service.logs import OutageLog
-from service.scripts import INCR
+from service.scripts import INCR, SET, Script
 
 log = logging.getLogger("counter.store")
 NEEDS_HYDRATION = -1
 UNAVAILABLE = "Counter store unavailable, retry later"
 MAY_NOT_HAVE_APPLIED = "Counter store unavailable, increment may not have applied"
+CONFLICT = "Idempotency-Key already used for another request within 24 h"
 
 
 class CounterStore:
@@ -52,16 +55,47 @@ class CounterStore:
                         raise BackendUnavailable("redis", UNAVAILABLE) from None
         return self._redis
 
-    def increment(self, tenant: str, namespace: str) -> int:
+    def increment(
+        self,
+        tenant: str,
+        namespace: str,
+        by: int = 1,
+        idem: Idempotency | None = None,
+        item: int | None = None,
+    ) -> int:
+        """Add ``by`` (validated by the caller: 1 ≤ by ≤ MAX_BY) and return the new value.
+
+        With ``idem``: applied at most once per key (see ``service.api.idempotency``);
+        ``item``: the index of a batch's item sent on its own.
+        """
         field = keys.member(tenant, namespace)
         bucket = keys.bucket_of_member(field, self.n_buckets)
         now_ms = int(time.time() * 1000)
-        value = self._incr(bucket, (field, now_ms, "", 0))
+        extra: tuple[str, ...] = ()
+        fp, ttl = "", 0
+        if idem is not None:
+            extra = (keys.idempotency_record(bucket, tenant, idem.digest, item),)
+            fp, ttl = idem.fingerprint, TTL_MS
+        value = self._incr(bucket, (field, now_ms, "", 0, by, fp, ttl), extra)
         if value == NEEDS_HYDRATION:
             epoch, seed = self.db.read_counter(bucket, tenant, namespace)
             HYDRATIONS.inc()
-            value = self._incr(bucket, (field, now_ms, seed, epoch))
+            value = self._incr(bucket, (field, now_ms, seed, epoch, by, fp, ttl), extra)
         return value
+
+    def set(self, tenant: str, namespace: str, value: int, idem: Idempotency | None = None) -> int:
+        """Replace the value, raising the epoch past PostgreSQL's (read first: a set that
+        Redis lost in a failover may be there with a higher epoch) and Redis's."""
+        field = keys.member(tenant, namespace)
+        bucket = keys.bucket_of_member(field, self.n_buckets)
+        pg_epoch = self.db.read_counter(bucket, tenant, namespace)[0]
+        extra: tuple[str, ...] = ()
+        fp, ttl = "", 0
+        if idem is not None:
+            extra = (keys.idempotency_record(bucket, tenant, idem.digest),)
+            fp, ttl = idem.fingerprint, TTL_MS
+        now_ms = int(time.time() * 1000)
+        return self._run(SET, bucket, (field, now_ms, pg_epoch, value, fp, ttl), extra)
 
     def get(self, tenant: str, namespace: str) -> int:
         field = keys.member(tenant, namespace)
@@ -77,9 +111,19 @@ class CounterStore:
             return int(raw)
         return self.db.read_counter(bucket, tenant, namespace)[1]
 
-    def _incr(self, bucket: int, args: tuple[str, int, str | int, int]) -> int:
+    def _incr(self, bucket: int, args: tuple[Part, ...], extra: tuple[str, ...]) -> int:
+        return self._run(INCR, bucket, args, extra)
+
+    def _run(
+        self, script: Script, bucket: int, args: tuple[Part, ...], extra: tuple[str, ...]
+    ) -> int:
         try:
-            value = int(self.redis.run(INCR, bucket, *args, REPLID))
+            value = int(self.redis.run(script, bucket, *args, REPLID, extra=extra))
+        except Refused as exc:
+            if is_conflict(str(exc)):
+                raise IdempotencyConflict(CONFLICT) from None
+            self._outage.failed(exc)
+            raise OutcomeUnknown("redis", MAY_NOT_HAVE_APPLIED) from None
         except RedisUnavailable as exc:
             # Unknown outcome (timeout, dropped connection) or refused (down):
             # never guess, never resend. The client may retry.
@@ -87,6 +131,13 @@ class CounterStore:
             raise OutcomeUnknown("redis", MAY_NOT_HAVE_APPLIED) from None
         self._outage.ok()
         return value
+
+    def outage_failed(self, exc: Exception) -> None:
+        """A Redis call of another module (batches) failed: logged once per outage."""
+        self._outage.failed(exc)
+
+    def outage_ok(self) -> None:
+        self._outage.ok()
 
     def ping(self) -> bool:
         try:

@@ -168,6 +168,10 @@ class LeanRedis:
             self._refreshing = False
         return slots
 
+    def node_for(self, slot: int) -> Addr:
+        """The master serving ``slot`` by the current map (grouping commands per node)."""
+        return self._node_for(slot)
+
     def _node_for(self, slot: int) -> Addr:
         if not self.cluster:
             return self.seeds[0]

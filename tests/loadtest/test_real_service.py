@@ -27,6 +27,12 @@ FLUSHER = harness.BIN / "counter-flusher"
 
 
 @pytest.fixture(scope="module")
+def pg_dsn(pg_dsns: dict[str, str]) -> str:
+    """The cluster's database, for the module-scoped service (conftest's is per test)."""
+    return pg_dsns["cluster"]
+
+
+@pytest.fixture(scope="module")
 def service(
     tmp_path_factory: pytest.TempPathFactory,
     pg_dsns: dict[str, str],
@@ -124,3 +130,18 @@ def test_distributed_master_and_two_workers_merge_tallies_and_pass(
     assert s["workers"] == "2 of 2 workers reported", run.output
     assert s["passed"] and s["acked"] > 100 and s["counters"] > 2
     assert (tmp_path / "hot+many.html").is_file() and (tmp_path / "hot+many_stats.csv").is_file()
+
+
+def test_by_n_and_batches_keep_the_sum_of_acknowledged_bys(
+    service: tuple[dict[str, str], dict[str, str]], pg_dsn: str, tmp_path: Path
+) -> None:
+    """Final == start + the sum of acknowledged ``by``s, per counter, PostgreSQL too."""
+    flusher, checks = flushed(service, pg_dsn, tmp_path / "flusher.log")
+    with flusher:
+        env = {**service[0], **checks, "LOADTEST_SCENARIO": "by-n,batch",
+               "LOADTEST_DURATION": "5s", "LOADTEST_USERS": "4"}  # fmt: skip
+        run = harness.driver(env, tmp_path)
+    assert run.code == 0, run.output
+    s = run.summary
+    assert s["passed"] and s["violations"] == [] and s["inline_violation_count"] == 0
+    assert s["acked"] > 1000 and s["counters"] >= 50

@@ -29,6 +29,9 @@ def test_encoded_command_is_redis_pys_evalsha_of_incr_lua_with_a_zero_seed() -> 
             now,
             0,
             0,
+            1,
+            "",
+            0,
             replid,
         )  # fmt: skip
     )

@@ -1,0 +1,105 @@
+#!lua flags=allow-cross-slot-keys
+-- Increment many counters of many buckets held by one node, each marked dirty, in
+-- one call: the batch endpoint's one round trip per node (incr.lua item by item).
+-- KEYS[1] = bucket values hash   c:{b}:v   of the first bucket: routes the call to
+--           its node. Redis Cluster refuses declared keys of several slots, so the
+--           buckets' key names (built by service/keys.py, never here) come in ARGV.
+-- ARGV[1] = now, ms since the epoch (score of a new dirty mark)
+-- ARGV[2] = time to live of idempotency records, ms
+-- ARGV[3] = "apply", or "check": only look for idempotency conflicts, change nothing
+-- ARGV[4..] = per bucket: its keys v, d, e, l, b (as in incr.lua), then n, the number
+--             of its items, then n times: member, by, seed ("" = not hydrated), seed
+--             epoch, idempotency record key ("" = none; in the bucket's slot), fingerprint
+-- ARGV[#ARGV] = the replication id of the node the caller addressed (incr.lua)
+-- returns one value per item in order (in "check" mode 0s), -1 for a counter that
+-- is missing and has no seed (nothing done for it: the caller hydrates it and sends
+-- it again). An item whose record exists returns the value recorded (nothing done);
+-- a record of another request is the error "IDEMCONFLICT" before any write.
+-- Errors before any write: a bucket whose slot this node does not serve, or serves
+-- while it migrates (the EXISTS below touches every key of the bucket, so Redis
+-- refuses here, not halfway), or "STALETOKEN <replid>" as in incr.lua. The caller
+-- then sends the items one by one through incr.lua, which follows redirections.
+-- Lineage: as in incr.lua (keep the two in step), per bucket.
+local token = ARGV[#ARGV]
+local S = 6 -- ARGVs per item
+local groups, i = {}, 4
+while i < #ARGV do
+  local g = {v = ARGV[i], d = ARGV[i + 1], e = ARGV[i + 2], l = ARGV[i + 3], b = ARGV[i + 4],
+             first = i + 6, n = tonumber(ARGV[i + 5])}
+  groups[#groups + 1] = g
+  i = g.first + S * g.n
+end
+-- Phase 1, reads only: every bucket is served here, and whose lineage is this node's.
+local stale = false
+for _, g in ipairs(groups) do
+  redis.call('EXISTS', g.v, g.d, g.e, g.l, g.b)
+  local lineage = redis.call('GET', g.l)
+  g.open = not lineage or string.sub(lineage, 1, #token + 1) ~= token .. ':'
+  stale = stale or g.open
+end
+local recorded = {} -- ARGV index of an item -> its recorded value
+for _, g in ipairs(groups) do
+  for j = g.first, g.first + S * (g.n - 1), S do
+    if ARGV[j + 4] ~= '' then
+      local record = redis.call('GET', ARGV[j + 4])
+      if record then
+        local nl = string.find(record, '\n', 1, true)
+        if string.sub(record, 1, nl - 1) ~= ARGV[j + 5] then
+          return redis.error_reply('IDEMCONFLICT')
+        end
+        recorded[j] = tonumber(string.sub(record, nl + 1))
+      end
+    end
+  end
+end
+if ARGV[3] == 'check' then
+  local zeros = {}
+  for _, g in ipairs(groups) do
+    for _ = 1, g.n do zeros[#zeros + 1] = 0 end
+  end
+  return zeros
+end
+if stale then
+  local replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
+  if replid ~= token then
+    return redis.error_reply('STALETOKEN ' .. tostring(replid))
+  end
+end
+-- Phase 2: start the lineages this node's history lacks, then count.
+local out = {}
+for _, g in ipairs(groups) do
+  if g.open then
+    local t = redis.call('TIME')
+    local id = token .. ':' .. t[1] .. string.format('%06d', tonumber(t[2]))
+    redis.call('DEL', g.b)
+    if redis.call('EXISTS', g.v) == 1 then
+      local all = redis.call('HGETALL', g.v)
+      for j = 1, #all, 1000 do
+        redis.call('HSET', g.b, unpack(all, j, math.min(j + 999, #all)))
+      end
+      redis.call('SET', g.l, id .. ':o')
+    else
+      redis.call('SET', g.l, id .. ':s')
+    end
+  end
+  for j = g.first, g.first + S * (g.n - 1), S do
+    local member, seed = ARGV[j], ARGV[j + 2]
+    local value = recorded[j] or -1
+    if recorded[j] then -- applied before: answered from its record
+    elseif redis.call('HEXISTS', g.v, member) == 1 or seed ~= '' then
+      if seed ~= '' and redis.call('HEXISTS', g.v, member) == 0 then
+        redis.call('HSET', g.v, member, seed)
+        if tonumber(ARGV[j + 3]) > 0 then
+          redis.call('HSET', g.e, member, ARGV[j + 3])
+        end
+      end
+      value = redis.call('HINCRBY', g.v, member, ARGV[j + 1])
+      redis.call('ZADD', g.d, 'NX', ARGV[1], member)
+      if ARGV[j + 4] ~= '' then
+        redis.call('SET', ARGV[j + 4], ARGV[j + 5] .. '\n' .. value, 'PX', ARGV[2])
+      end
+    end
+    out[#out + 1] = value
+  end
+end
+return out
