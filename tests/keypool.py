@@ -51,7 +51,8 @@ class KeyPool:
         self._free: dict[str, list[tuple[str, str]]] = {}
 
     def take(self, prefix: str = "t") -> tuple[str, str]:
-        """A fresh tenant named ``prefix…`` and its key (scope increment, unlimited)."""
+        """A fresh tenant named ``prefix…`` and its key: unlimited, scope ``admin`` (a test key
+        may do everything; the scope tests make keys of their own)."""
         free = self._free.setdefault(prefix, [])
         if not free:
             made = [(f"{prefix}{uuid.uuid4().hex[:12]}", new_key()) for _ in range(BATCH)]
@@ -67,6 +68,7 @@ class KeyPool:
     def _insert(dsn: str, made: list[tuple[str, str]]) -> None:
         with psycopg.connect(dsn) as conn, conn.cursor() as cur:
             cur.executemany(
-                "INSERT INTO api_keys (tenant, key_hash, prefix) VALUES (%s, %s, %s)",
+                "INSERT INTO api_keys (tenant, key_hash, prefix, scope)"
+                " VALUES (%s, %s, %s, 'admin')",
                 [(tenant, hash_key(key), key[:10]) for tenant, key in made],
             )

@@ -61,6 +61,21 @@ def test_a_read_key_reads_and_gets_403_on_increment_changing_nothing(
     assert value(client, reader, "embedded") == 1  # read allowed; the POST changed nothing
 
 
+def test_set_and_delete_need_an_admin_key(
+    client: Any, pg_dsn: str, key_set: KeySet, new_tenant: NewTenant
+) -> None:
+    tenant, _ = new_tenant()
+    _, writer = made(pg_dsn, key_set, tenant, scope="increment")
+    _, admin = made(pg_dsn, key_set, tenant, scope="admin")
+    assert client.simulate_post(MISC + "owned", headers=hdr(writer)).status_code == 200
+    for method in (client.simulate_put, client.simulate_delete):
+        resp = method(MISC + "owned", headers=hdr(writer), json={"value": 7})
+        assert resp.status_code == 403 and resp.json["error"] == "forbidden", resp.text
+    assert value(client, writer, "owned") == 1  # nothing changed
+    resp = client.simulate_put(MISC + "owned", headers=hdr(admin), json={"value": 7})
+    assert resp.status_code == 200 and value(client, writer, "owned") == 7
+
+
 @pytest.mark.parametrize("scope", ["increment", "admin"])
 def test_increment_and_admin_keys_read_and_increment(
     client: Any, pg_dsn: str, key_set: KeySet, new_tenant: NewTenant, scope: str
