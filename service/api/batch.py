@@ -36,9 +36,6 @@ from service.keys import INVALID_NAMESPACE, NAME_RE, is_valid_namespace
 from service.scripts import GET_MANY, INCR_MANY
 
 MAX_ITEMS = 1000
-# A batch body may exceed COUNTER_MAX_BODY_BYTES: 1,000 items of 64-char namespaces
-# and a 10-digit by take ~100 KiB, which this allows, and no more.
-BATCH_BODY_BYTES = 128 * 1024
 TOO_MANY = f"Too many items: at most {MAX_ITEMS:,} per request"
 BAD_BATCH = 'Invalid body: must be {"increments": [{"namespace": …, "by": …}, …]}'
 BAD_ITEM = 'Invalid item: must be {"namespace": …, "by": …}'

@@ -77,7 +77,11 @@ class LeanTransport:
         try:
             if command[-1] is REPLID:  # PERF: where scripts take it, last: no scan
                 head = command[:-1]
-                return self.client.execute(slot, lambda replid: pack(*head, replid))  # type: ignore[arg-type]
+                return self.client.execute(
+                    slot,
+                    lambda replid: pack(*head, replid),  # type: ignore[arg-type]
+                    write,
+                )
             if REPLID in command:
                 return self.client.execute(
                     slot,

@@ -48,7 +48,7 @@ def test_errors_over_http(service_url: str, new_tenant: NewTenant) -> None:
     _, key = new_tenant()
     assert request(service_url, "POST", "/v1/misc/counter/x")[1]["error"] == "unauthorized"
     assert request(service_url, "GET", "/nowhere", key)[1]["error"] == "not_found"
-    status, body, headers = request(service_url, "PUT", "/v1/misc/counter/x", key)
+    status, body, headers = request(service_url, "PATCH", "/v1/misc/counter/x", key)
     assert status == 405 and body["error"] == "method_not_allowed" and "POST" in headers["allow"]
 
 

@@ -144,7 +144,7 @@ def test_a_body_over_the_limit_is_413_and_counts_nothing(
     client: Any, new_tenant: NewTenant
 ) -> None:
     _, key = new_tenant()
-    resp = client.simulate_post(MISC + "big", headers=hdr(key), body=b"x" * 5000)
+    resp = client.simulate_post(MISC + "big", headers=hdr(key), body=b"x" * (128 * 1024 + 1))
     assert_error(resp, 413, "payload_too_large")
     assert client.simulate_get(MISC + "big", headers=hdr(key)).json["data"]["value"] == 0
     small = client.simulate_post(MISC + "big", headers=hdr(key), body=b"{}")

@@ -53,7 +53,11 @@ def test_10000_counters_over_all_partitions_land_in_postgres_exactly(
     tenant, _ = new_tenant()
     counts = {f"c{i}": 1 + (i % 7 == 0) * (i % 5) for i in range(10_000)}
     increment(r, backend.buckets, tenant, counts)
-    assert flusher.flush_all().rows_written >= 10_000
+    written = flusher.flush_all().rows_written
+    # A bucket whose lineage is open (earlier tests reshard and promote on these servers)
+    # is settled first and written on the next pass; nothing else should be left.
+    written += flusher.flush_all().rows_written
+    assert written >= 10_000
     names = list(counts)
     expected = {ns: (0, n) for ns, n in counts.items()}
     assert redis_states(r, backend.buckets, tenant, names) == expected
