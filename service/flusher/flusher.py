@@ -31,7 +31,7 @@ import psycopg
 from redis.exceptions import RedisClusterException, RedisError
 
 from service.flusher import lineage, repair
-from service.flusher.metrics import BATCH, CLEARED, LAG, ROWS, STALE
+from service.flusher.metrics import BATCH, CLEARED, DIRTY, LAG, ROWS, STALE
 from service.flusher.pg_side import FlushDb
 from service.flusher.plan import BatchPlanner, Window, partition_ranges
 from service.flusher.redis_side import Client, RedisSide
@@ -109,6 +109,7 @@ class Flusher:
         side, result = self.redis_side(), PassResult()
         counts, oldest = side.dirty_heads(range(self.settings.buckets))
         LAG.set(max(0.0, time.time() - oldest / 1000) if oldest is not None else 0.0)
+        DIRTY.set(sum(counts.values()))
         if not counts and self._ranges is not None:
             return result
         result.used_pg = True

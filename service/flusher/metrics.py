@@ -31,6 +31,9 @@ REPAIRED = Counter(
     "counter_flush_repaired_increments_total",
     "Sum of those additions: acknowledged increments Redis had lost",
 )
+DIRTY = Gauge(
+    "counter_flush_dirty_members", "Counters marked dirty (not yet flushed) at the last pass"
+)
 STALE = Counter(
     "counter_flush_stale_lineage_rows_total",
     "Rows not written: their bucket's lineage was replaced in PostgreSQL (a stale node)",
