@@ -302,7 +302,9 @@ def _up(state: dict[str, Any], options: Options) -> int:
     )
     print("devstack: migrating, creating a dev API key...", flush=True)
     _counterctl(["migrate"], env, "migrate.log")
-    lines = _counterctl(["keys", "create", "--tenant", "dev"], env, "keys.log").strip().splitlines()
+    # The development key may do everything, set and delete included (scope admin).
+    create = ["keys", "create", "--tenant", "dev", "--scope", "admin"]
+    lines = _counterctl(create, env, "keys.log").strip().splitlines()
     if not lines:
         raise StackError("counterctl keys create printed nothing")
     key = lines[-1].strip()
