@@ -110,7 +110,8 @@ class Settings:
                 "COUNTER_REDIS_URL (redis://host:port/db of one node) is required"
             )
         client = get("COUNTER_REDIS_CLIENT", _choice(REDIS_CLIENTS), d["redis_client"])
-        if client == "redis-py" and get("COUNTER_REPLICA_ACK", _flag, d["replica_ack"]):
+        replica_ack = get("COUNTER_REPLICA_ACK", _flag, d["replica_ack"])
+        if client == "redis-py" and replica_ack:
             raise SettingsError(
                 "COUNTER_REPLICA_ACK=1 needs COUNTER_REDIS_CLIENT=lean: WAIT must follow the "
                 "increment on the same connection"
@@ -160,7 +161,7 @@ class Settings:
             worker_connections=get(
                 "COUNTER_WORKER_CONNECTIONS", _int_in(1, 1_000_000), d["worker_connections"]
             ),
-            replica_ack=get("COUNTER_REPLICA_ACK", _flag, d["replica_ack"]),
+            replica_ack=replica_ack,
             replica_ack_timeout=get(
                 "COUNTER_REPLICA_ACK_TIMEOUT", _float_in(0.001, 60), d["replica_ack_timeout"]
             ),

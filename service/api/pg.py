@@ -32,6 +32,7 @@ from service.errors import BackendUnavailable
 from service.fastpath.coop import LoopHooks
 from service.fastpath.pg_coop import CoopPool, with_timeouts
 from service.logs import OutageLog
+from service.settings import Settings
 
 log = logging.getLogger("counter.pg")
 UNAVAILABLE = "Database unavailable, retry later"
@@ -46,10 +47,10 @@ class Database:
     def __init__(
         self,
         dsn: str,
-        max_size: int = 4,
+        max_size: int,
         timeout: float = 5.0,
-        connect_timeout: float = 2.0,
-        statement_timeout: float = 2.0,
+        connect_timeout: float = Settings.pg_connect_timeout,  # the defaults live in Settings
+        statement_timeout: float = Settings.pg_statement_timeout,
         hooks: LoopHooks | None = None,
     ) -> None:
         self.dsn = with_timeouts(dsn, connect_timeout, statement_timeout)
