@@ -11,12 +11,14 @@ measures, interleaved in rounds on the same machine:
 2. the same while a second wrk (-t1 -c32) floods the service with a distinct
    made-up, well-formed key per request (``lua/flood.lua``; every answer a 401),
    counting the statements PostgreSQL ran meanwhile;
-3. POSTs with the unlimited key, then the limited one (wrk -t2 -c64 each).
+3. (2) again against a second service started with the failed-authentication
+   tarpit off (``COUNTER_AUTH_FAILURES_PER_S=0``): what the 401s themselves cost;
+4. POSTs with the unlimited key, then the limited one (wrk -t2 -c64 each).
 
-On 2 cores the flood's wrk and the workers share the CPU with the valid load, so
-(2) shows what the 401s cost the workers, not a free lunch: compare the total
-answered. ``COUNTER_KEYS_RESYNC`` is set to an hour so a periodic reload cannot land
-in a measured window. Nothing here fails on a number.
+On 2 cores the flood's wrk and the workers share the CPU with the valid load: the
+tarpit (``service/api/tarpit.py``) is what keeps (2) near (1).
+``COUNTER_KEYS_RESYNC`` is set to an hour so a periodic reload cannot land in a
+measured window. Nothing here fails on a number.
 
 Run: ``.venv/bin/python -m benchmarks.auth_bench [--duration 5] [--rounds 3]``.
 """
@@ -65,39 +67,70 @@ def counted(pg: PostgresServer) -> str:
     return dsn
 
 
+def flood_window(
+    url: str, dsn: str, key: str, seconds: int, workers: PidSource
+) -> tuple[WrkResult, WrkResult, int, float]:
+    """Valid-key POSTs while a second wrk floods ``url`` with made-up keys: both
+    results, PostgreSQL statements meanwhile, and the workers' CPU seconds."""
+    before = statements(dsn)
+    with ThreadPoolExecutor(2) as pool, CpuWindow({"workers": workers}) as cpu:
+        valid_f = pool.submit(
+            run_wrk, url, "post-spread", duration=seconds, threads=1, connections=32, api_key=key
+        )
+        flood_f = pool.submit(
+            run_wrk, url, "post-flood", duration=seconds, threads=1, connections=32, api_key=""
+        )
+        valid, flood = valid_f.result(), flood_f.result()
+    queries = statements(dsn) - before
+    return valid, flood, queries, cpu.result["workers"] * max(valid.duration_s, flood.duration_s)
+
+
 def one_round(
-    url: str, dsn: str, keys: dict[str, str], seconds: int, workers: PidSource
+    urls: dict[str, str],
+    dsn: str,
+    keys: dict[str, str],
+    seconds: int,
+    workers: dict[str, PidSource],
 ) -> dict[str, Any]:
     def wrk(workload: str, key: str, threads: int, conns: int) -> WrkResult:
         return run_wrk(
-            url, workload, duration=seconds, threads=threads, connections=conns, api_key=key
+            urls["tarpit"],
+            workload,
+            duration=seconds,
+            threads=threads,
+            connections=conns,
+            api_key=key,
         )
 
-    with CpuWindow({"workers": workers}) as cpu_alone:
+    with CpuWindow({"workers": workers["tarpit"]}) as cpu_alone:
         alone = wrk("post-spread", keys["unlimited"], 1, 32)
-    before = statements(dsn)
-    with ThreadPoolExecutor(2) as pool, CpuWindow({"workers": workers}) as cpu_flood:
-        valid_f = pool.submit(wrk, "post-spread", keys["unlimited"], 1, 32)
-        flood_f = pool.submit(wrk, "post-flood", "", 1, 32)
-        valid, flood = valid_f.result(), flood_f.result()
-    queries = statements(dsn) - before
+    valid, flood, queries, _ = flood_window(
+        urls["tarpit"], dsn, keys["unlimited"], seconds, workers["tarpit"]
+    )
+    open_valid, open_flood, open_queries, open_cpu = flood_window(
+        urls["open"], dsn, keys["unlimited"], seconds, workers["open"]
+    )
     # Worker CPU per request: an increment's from the run alone, a 401's from what the
-    # flood run used beyond its increments.
+    # flood without the tarpit used beyond its increments.
     per_valid = cpu_alone.result["workers"] * alone.duration_s / max(alone.requests, 1)
-    flood_cpu = cpu_flood.result["workers"] * max(valid.duration_s, flood.duration_s)
-    per_401 = (flood_cpu - per_valid * valid.requests) / max(flood.requests, 1)
+    per_401 = (open_cpu - per_valid * open_valid.requests) / max(open_flood.requests, 1)
     unlimited = wrk("post-spread", keys["unlimited"], 2, 64)
     limited = wrk("post-spread", keys["limited"], 2, 64)
     return {
         "flood_over_alone": round(valid.ok_rps / max(alone.ok_rps, 1), 3),
+        "open_flood_over_alone": round(open_valid.ok_rps / max(alone.ok_rps, 1), 3),
         "limited_over_unlimited": round(limited.ok_rps / max(unlimited.ok_rps, 1), 3),
-        "answered_over_alone": round((valid.ok_rps + flood.rps) / max(alone.ok_rps, 1), 3),
         "valid_alone_rps": alone.ok_rps,
         "valid_with_flood_rps": valid.ok_rps,
+        "valid_with_open_flood_rps": open_valid.ok_rps,
         "flood_rps": flood.rps,
-        "flood_requests": flood.requests,
-        "flood_non_401": flood.requests - flood.errors["status"],
-        "pg_statements_during_flood": queries,
+        "open_flood_rps": open_flood.rps,
+        "flood_requests": flood.requests + open_flood.requests,
+        "flood_non_401": flood.requests
+        - flood.errors["status"]
+        + open_flood.requests
+        - open_flood.errors["status"],
+        "pg_statements_during_flood": queries + open_queries,
         "unlimited_rps": unlimited.ok_rps,
         "limited_rps": limited.ok_rps,
         "unlimited_p50_ms": unlimited.latency_ms["p50"],
@@ -113,18 +146,23 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"# Authentication benchmark ({time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())})",
         "",
         f"`python -m benchmarks.auth_bench --duration {args.duration} --rounds {args.rounds}`:"
-        " service under gunicorn + meinheld, 2 workers, 3-master Redis Cluster.",
+        " service under gunicorn + meinheld, 2 workers, 3-master Redis Cluster; the flood"
+        " is run against the service with its default tarpit and against a second one with"
+        " it off (`COUNTER_AUTH_FAILURES_PER_S=0`).",
         "",
-        "| round | valid alone | valid + flood | flood (401/s) | PG statements in flood"
-        " | valid + flood / alone | unlimited | limited | limited / unlimited |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| round | valid alone | valid + flood | 401/s | valid + flood, no tarpit | 401/s"
+        " | PG statements in floods | flood / alone | no tarpit / alone"
+        " | unlimited | limited | limited / unlimited |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(rounds + [med]):
         name = "median" if i == len(rounds) else str(i + 1)
         lines.append(
             f"| {name} | {r['valid_alone_rps']:,.0f} | {r['valid_with_flood_rps']:,.0f} | "
-            f"{r['flood_rps']:,.0f} | {r['pg_statements_during_flood']:.0f} | "
-            f"{r['flood_over_alone']:.2f} | {r['unlimited_rps']:,.0f} | {r['limited_rps']:,.0f} | "
+            f"{r['flood_rps']:,.0f} | {r['valid_with_open_flood_rps']:,.0f} | "
+            f"{r['open_flood_rps']:,.0f} | {r['pg_statements_during_flood']:.0f} | "
+            f"{r['flood_over_alone']:.2f} | {r['open_flood_over_alone']:.2f} | "
+            f"{r['unlimited_rps']:,.0f} | {r['limited_rps']:,.0f} | "
             f"{r['limited_over_unlimited']:.2f} |"
         )
     lines.append("\nEach column's median is taken on its own (ratios too).")
@@ -134,10 +172,10 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"{sum(r['pg_statements_during_flood'] for r in rounds)} PostgreSQL statements in all "
         f"flood windows, {sum(r['flood_non_401'] for r in rounds)} answers other than 401.",
         f"- Valid-key throughput with the flood / alone (median of the rounds' ratios): "
-        f"{med['flood_over_alone']:.2f}; valid + 401s answered "
-        f"per second with the flood / valid alone: {med['answered_over_alone']:.2f}.",
+        f"{med['flood_over_alone']:.2f} with the tarpit, {med['open_flood_over_alone']:.2f} "
+        "without it.",
         f"- Worker CPU per request: {med['worker_cpu_us_per_increment']:.0f} µs per increment, "
-        f"{med['worker_cpu_us_per_401']:.0f} µs per 401 of the flood (the flood window's worker "
+        f"{med['worker_cpu_us_per_401']:.0f} µs per 401 (the untarpitted flood window's worker "
         "CPU beyond its increments).",
         f"- Rate limiter (a limited key that is never refused) / unlimited key: "
         f"{med['limited_over_unlimited']:.2f} of the throughput (median of the rounds' "
@@ -168,14 +206,20 @@ def main() -> int:
             )
         }
         env["COUNTER_KEYS_RESYNC"] = "3600"
-        with Server(SERVICE, 2, env, work) as server:
-            for key in keys.values():  # warm up: every namespace hydrated, scripts loaded
-                run_wrk(
-                    server.url, "post-spread", duration=2, threads=1, connections=8, api_key=key
-                )
-            workers = tree(server.pid)
+        open_env = {**env, "COUNTER_AUTH_FAILURES_PER_S": "0"}
+        for sub in ("tarpit", "open"):
+            (work / sub).mkdir()
+        with (
+            Server(SERVICE, 2, env, work / "tarpit") as server,
+            Server(SERVICE, 2, open_env, work / "open") as open_server,
+        ):
+            urls = {"tarpit": server.url, "open": open_server.url}
+            for url in urls.values():  # warm up: every namespace hydrated, scripts loaded
+                for key in keys.values():
+                    run_wrk(url, "post-spread", duration=2, threads=1, connections=8, api_key=key)
+            workers = {"tarpit": tree(server.pid), "open": tree(open_server.pid)}
             rounds = [
-                one_round(server.url, dsn, keys, args.duration, workers) for _ in range(args.rounds)
+                one_round(urls, dsn, keys, args.duration, workers) for _ in range(args.rounds)
             ]
     finally:
         cluster.stop()

@@ -64,6 +64,8 @@ class Settings:
     pg_connect_timeout: float = 2.0
     pg_statement_timeout: float = 2.0
     worker_connections: int = 1000  # client connections per meinheld worker; more get a 503
+    auth_failures_per_s: float = 50.0  # 401s a worker answers at once per second; 0 = no tarpit
+    auth_failure_delay: float = 2.0  # seconds (±1) a 401 beyond that budget is held (meinheld)
     replica_ack: bool = False  # answer 200 only once a replica has the increment (WAIT 1)
     replica_ack_timeout: float = 1.0  # seconds that WAIT waits before the request gets a 503
     max_body_bytes: int = 128 * 1024  # a batch of 1,000 items of 64-char namespaces fits
@@ -160,6 +162,12 @@ class Settings:
             ),
             worker_connections=get(
                 "COUNTER_WORKER_CONNECTIONS", _int_in(1, 1_000_000), d["worker_connections"]
+            ),
+            auth_failures_per_s=get(
+                "COUNTER_AUTH_FAILURES_PER_S", _float_in(0, 1e6), d["auth_failures_per_s"]
+            ),
+            auth_failure_delay=get(
+                "COUNTER_AUTH_FAILURE_DELAY", _float_in(0, 60), d["auth_failure_delay"]
             ),
             replica_ack=replica_ack,
             replica_ack_timeout=get(

@@ -37,6 +37,7 @@ from service.api.resources import (
     ReadyResource,
 )
 from service.api.store import CounterStore
+from service.api.tarpit import Tarpit
 from service.fastpath.coop import LoopHooks
 from service.logs import setup_logging
 from service.settings import Settings
@@ -114,7 +115,14 @@ def create_app(
             connect_timeout=settings.pg_connect_timeout,
         ).start()
         keys.wait_loaded(settings.pg_connect_timeout)  # before the loop runs: blocks nothing
-    auth = Authenticator(keys)
+    # Half the connections at most are held by a tarpit: the rest stay for valid keys.
+    tarpit = Tarpit(
+        hooks,
+        settings.auth_failures_per_s,
+        settings.auth_failure_delay,
+        max_held=max(1, settings.worker_connections // 2),
+    )
+    auth = Authenticator(keys, tarpit)
     red = RequestMetrics(BatchedHistogram(REQUEST_DURATION, hooks), InFlight(IN_FLIGHT, hooks))
     cors = [CorsMiddleware(settings.cors_origins)] if settings.cors_origins else []
     middleware: list[Any] = [red, *cors]  # red first: it times every request, preflights too

@@ -4,13 +4,18 @@ PERF: no request ever asks PostgreSQL about a key. A key of the wrong shape is
 refused before it is even hashed; a well-formed one is hashed (SHA-256) and looked
 up in the worker's ``KeySet``, kept current by LISTEN/NOTIFY (revocation takes
 effect within about a second). So a flood of made-up keys costs a dict lookup
-each, and while PostgreSQL is down every key loaded before keeps working.
+each, and while PostgreSQL is down every key loaded before keeps working. Past a
+budget of failures per second, ``Tarpit`` holds each 401 for about two seconds, so a
+flood also costs the workers' CPU little.
 """
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 from service.api.errors import Forbidden, Unauthorized
 from service.api.keyset import KeySet
+from service.api.tarpit import Tarpit
 from service.apikeys import SCOPES, Grant, hash_key, is_well_formed
 from service.errors import BackendUnavailable
 
@@ -21,23 +26,29 @@ NOT_LOADED = "API keys not loaded yet, retry later"
 
 
 class Authenticator:
-    def __init__(self, keys: KeySet) -> None:
+    def __init__(self, keys: KeySet, tarpit: Tarpit | None = None) -> None:
         self.keys = keys
+        self.tarpit = tarpit
 
     def authenticate(self, key: str | None) -> Grant:
         """The key's grant; raises Unauthorized (401), or BackendUnavailable (503)
         before this worker has loaded the keys once."""
         if not key:
-            raise Unauthorized(MISSING)
+            self._refuse(MISSING)
         if not is_well_formed(key):
-            raise Unauthorized(MALFORMED)
+            self._refuse(MALFORMED)
         keys = self.keys.keys
         if keys is None:
             raise BackendUnavailable("postgres", NOT_LOADED)
         grant = keys.get(hash_key(key))
         if grant is None:
-            raise Unauthorized(INVALID)
+            self._refuse(INVALID)
         return grant
+
+    def _refuse(self, message: str) -> NoReturn:
+        if self.tarpit is not None:
+            self.tarpit.failed()
+        raise Unauthorized(message)
 
     @property
     def loaded(self) -> bool:

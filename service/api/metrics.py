@@ -168,6 +168,10 @@ REFUSED = Counter(
     "counter_connections_refused_total",
     "Client connections answered 503 and closed past COUNTER_WORKER_CONNECTIONS",
 )
+AUTH_HELD = Counter(
+    "counter_auth_failures_held_total",
+    "401s held about COUNTER_AUTH_FAILURE_DELAY s: past COUNTER_AUTH_FAILURES_PER_S per worker",
+)
 
 
 def render() -> tuple[bytes, str]:

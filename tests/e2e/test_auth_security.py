@@ -129,7 +129,9 @@ def test_a_flood_of_made_up_keys_costs_postgres_no_query(
     settings = replace(cluster_settings, pg_dsn=counted_pg)
     migrate(settings)
     _, key = create_key(counted_pg, "flood")
-    server = Gunicorn(settings_env(settings, COUNTER_WORKERS="2"), tmp_path / "gunicorn.log")
+    # The tarpit off: 2,000 failures answered at once (it is tested below).
+    env = settings_env(settings, COUNTER_WORKERS="2", COUNTER_AUTH_FAILURES_PER_S="0")
+    server = Gunicorn(env, tmp_path / "gunicorn.log")
     try:
         server.wait_ready()
         valid = connect(server.url)
@@ -171,6 +173,85 @@ def test_a_flood_of_made_up_keys_costs_postgres_no_query(
         valid.close()
     finally:
         server.stop()
+
+
+def test_a_flood_past_the_failure_budget_is_held_while_valid_keys_are_answered(
+    cluster_settings: Settings, tmp_path: Path
+) -> None:
+    """16 connections send made-up keys as fast as they are answered for 4 s, against one
+    worker allowing 5 failures a second: the tarpit holds the rest about 2 s each, so
+    at most ~100 are answered (thousands without it), every one a JSON 401, while a
+    valid key on the same worker is answered at its usual speed."""
+    _, key = create_key(cluster_settings.pg_dsn, "tarpit")
+    env = settings_env(
+        cluster_settings,
+        COUNTER_WORKERS="1",
+        COUNTER_AUTH_FAILURES_PER_S="5",
+        COUNTER_AUTH_FAILURE_DELAY="2",
+    )
+    server = Gunicorn(env, tmp_path / "gunicorn.log")
+    window, conns = 4.0, 16
+    try:
+        server.wait_ready()
+        valid = connect(server.url)
+        assert status(valid, key, "POST") == 200
+        answers: list[tuple[int, bytes, float]] = []
+        lock = threading.Lock()
+        stop_at = time.monotonic() + window
+
+        def flood() -> None:
+            conn = connect(server.url)
+            while time.monotonic() < stop_at:
+                sent = time.monotonic()
+                conn.request("POST", PATH, headers={"requiems-api-key": new_key()})
+                resp = conn.getresponse()
+                answer = (resp.status, resp.read(), time.monotonic() - sent)
+                with lock:
+                    answers.append(answer)
+            conn.close()
+
+        threads = [threading.Thread(target=flood) for _ in range(conns)]
+        for t in threads:
+            t.start()
+        served: list[float] = []
+        while time.monotonic() < stop_at:  # a valid key, on the same (only) worker
+            sent = time.monotonic()
+            assert status(valid, key, "POST") == 200
+            served.append(time.monotonic() - sent)
+        for t in threads:
+            t.join(30)
+        held = [a for a in answers if a[2] >= 0.5]
+        print(
+            f"tarpit: {len(answers)} 401s in {window:.0f} s from {conns} connections, "
+            f"{len(held)} held; valid key: {len(served)} answered, "
+            f"median {sorted(served)[len(served) // 2] * 1000:.1f} ms"
+        )
+        assert {a[0] for a in answers} == {401}
+        assert all(b'"error":"unauthorized"' in a[1] for a in answers)
+        # The budget's 5 + 5/s, plus one answer per connection per hold (≥ 1 s: the
+        # timer ticks once a second) and the one each had in flight at the end.
+        assert len(answers) <= 5 + 5 * window + conns * (window + 1)
+        assert len(held) >= conns  # every flooding connection was held at least once
+        assert len(served) >= 20
+        assert sorted(served)[len(served) // 2] < 0.25  # valid keys are never held
+        after = time.monotonic() + 5  # held requests drain: nothing is kept for good
+        while (held_now := _held_metric(server.url)) < len(held) and time.monotonic() < after:
+            time.sleep(0.2)
+        assert held_now >= len(held)
+        valid.close()
+    finally:
+        server.stop()
+
+
+def _held_metric(url: str) -> float:
+    conn = connect(url)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    for line in text.splitlines():
+        if line.startswith("counter_auth_failures_held_total "):
+            return float(line.split()[1])
+    return 0.0
 
 
 def test_counterctl_sets_scopes_and_limits(cluster_settings: Settings) -> None:

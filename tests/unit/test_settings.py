@@ -43,6 +43,8 @@ def test_cluster_nodes_are_parsed() -> None:
         ({"COUNTER_PG_DSN": "nonsense"}, "COUNTER_PG_DSN"),
         ({"COUNTER_LOG_LEVEL": "loud"}, "COUNTER_LOG_LEVEL"),
         ({"COUNTER_KEYS_RESYNC": "0"}, "COUNTER_KEYS_RESYNC"),
+        ({"COUNTER_AUTH_FAILURES_PER_S": "-1"}, "COUNTER_AUTH_FAILURES_PER_S"),
+        ({"COUNTER_AUTH_FAILURE_DELAY": "61"}, "COUNTER_AUTH_FAILURE_DELAY"),
     ],
 )
 def test_a_bad_value_names_its_variable(extra: dict[str, str], name: str) -> None:
@@ -74,3 +76,14 @@ def test_the_lean_client_is_the_default_and_needs_a_plain_url() -> None:
         "COUNTER_REDIS_CLIENT": "redis-py",
     }
     assert Settings.from_env(env).redis_client == "redis-py"
+
+
+def test_the_failed_auth_tarpit_is_configured_and_can_be_turned_off() -> None:
+    s = Settings.from_env(
+        {**BASE, "COUNTER_AUTH_FAILURES_PER_S": "0", "COUNTER_AUTH_FAILURE_DELAY": "3.5"}
+    )
+    assert (s.auth_failures_per_s, s.auth_failure_delay) == (0.0, 3.5)
+    assert (
+        Settings.from_env(BASE).auth_failures_per_s,
+        Settings.from_env(BASE).auth_failure_delay,
+    ) == (50.0, 2.0)
