@@ -3,7 +3,6 @@ node refuses the whole call before writing, and the items are sent one by one.""
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -13,11 +12,15 @@ from service import keys
 from service.api.batch import Batches, Item
 from service.settings import Settings
 from tests.builders import NewTenant, make_store
+from tests.flush_helpers import flush, pg_states
 from tests.integration.test_resharding import (
+    _errors,
     _finish_migration,
+    _move_keys,
     _node,
+    _open_migration,
     _owner,
-    _start_migration,
+    _wait_for_error,
 )
 
 
@@ -31,20 +34,26 @@ def test_a_batch_over_a_migrating_slot_counts_every_item_once(
     names = [f"m{i}" for i in range(60)]
     batches.increment(tenant, [Item(i, ns, 2) for i, ns in enumerate(names)])
     moving = names[0]
-    slot = key_slot(
-        keys.bucket_keys(keys.bucket_of(tenant, moving, store.n_buckets)).values.encode()
-    )
+    bucket_keys = keys.bucket_keys(keys.bucket_of(tenant, moving, store.n_buckets))
+    slot = key_slot(bucket_keys.values.encode())
     src_addr = _owner(settings, slot)
     dst_addr = next(a for a in settings.redis_nodes if a != src_addr)
-    dst_id = _start_migration(_node(src_addr), _node(dst_addr), slot)
+    src, dst = _node(src_addr), _node(dst_addr)
+    before = _errors(src)["TRYAGAIN"]
+    dst_id = _open_migration(src, dst, slot)
+    _move_keys(src, dst, slot, only=[bucket_keys.values])  # the bucket's keys split
     items = [Item(i, ns, 3) for i, ns in enumerate(names)]
-    # As in test_resharding: incr.lua waits out TRYAGAIN on the half-moved slot, and
-    # runs once the migration is final.
+    # The node refuses the group; the moving item, sent alone (incr.lua), gets TRYAGAIN
+    # and waits it out: once the source has answered one, the migration is finished.
     with ThreadPoolExecutor(1) as pool:
         during = pool.submit(batches.increment, tenant, items)
-        time.sleep(0.15)
+        _wait_for_error(src, "TRYAGAIN", before)
+        _move_keys(src, dst, slot)
         _finish_migration(settings, slot, dst_id)
-        during.result(timeout=10)
+        during.result(timeout=30)
     assert [it.result for it in items] == [{"namespace": ns, "value": 5} for ns in names]
     assert [store.get(tenant, ns) for ns in names] == [5] * len(names)
+    flush(settings)  # settles the moved bucket's open lineage (see test_resharding)
+    flush(settings)
+    assert pg_states(settings.pg_dsn, tenant) == dict.fromkeys(names, (0, 5))
     store.close()

@@ -100,7 +100,9 @@ def test_a_timeout_fails_every_command_in_flight_once_and_the_next_call_reconnec
     r.delete("pipe:t")
     loop = GreenLoop()
     pipe = PipelinedNode(addr, 0.3, loop.hooks)
-    busy = keep_busy(r, 1200)  # the node answers nobody for 1.2 s
+    # The node answers nobody for 3 s: room for a loaded machine to send the five
+    # increments and see them time out (0.3 s) before it is free again.
+    busy = keep_busy(r, 3000)
     out = loop.run(*[command(pipe, "INCR", "pipe:t")] * 5)
     busy.join(10)
     assert all(isinstance(x, ConnectionLost) and not isinstance(x, NotSent) for x in out)
@@ -123,11 +125,11 @@ def test_a_node_that_cannot_be_reached_fails_fast_unsent_then_is_tried_again(
     pipe = PipelinedNode(dead, 0.5, loop.hooks)
     first = loop.run(*[command(pipe, "PING")] * 3)
     assert all(isinstance(x, NotSent) for x in first)  # queued behind one connect, none sent
-    started = time.monotonic()
     (fast,) = loop.run(command(pipe, "PING"))
+    # Failed at once, without a connect: only that path says "unreachable" (its message
+    # shows it; a time bound would only add a way to fail on a loaded machine).
     assert isinstance(fast, NotSent) and "unreachable" in str(fast)
-    assert time.monotonic() - started < 0.2
-    time.sleep(RETRY_AFTER)
+    time.sleep(RETRY_AFTER)  # the window has closed: it ends RETRY_AFTER after the failure
     (again,) = loop.run(command(pipe, "PING"))
     assert isinstance(again, NotSent) and "unreachable" not in str(again)  # tried again
     pipe.close()
