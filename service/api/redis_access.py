@@ -125,8 +125,10 @@ class RedisPyTransport:
         try:
             if REPLID not in command:
                 return self.client.execute_command(*command)
+            answered: str | None = None
             for _ in range(3):  # a STALETOKEN answer did nothing: learn and send again
-                node, replid = self._replid(slot)
+                node, known = self._replid(slot)
+                replid = answered or known
                 try:
                     return self.client.execute_command(
                         *(replid if p is REPLID else p for p in command)
@@ -135,7 +137,11 @@ class RedisPyTransport:
                     kind, _, actual = str(exc).partition(" ")
                     if kind != "STALETOKEN":
                         raise
-                    self._replids[node] = actual
+                    # redis-py may have followed ASK or MOVED: the node that answered is
+                    # not necessarily the slot's. Send again with the id it gave, and read
+                    # the slot's node afresh next time instead of caching a stranger's.
+                    answered = actual
+                    self._replids.pop(node, None)
             raise RedisUnavailable("the node's replication id kept changing")
         except NoScriptError:
             raise ScriptMissing() from None
