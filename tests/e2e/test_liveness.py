@@ -48,6 +48,21 @@ def post(url: str, path: str, key: str, timeout: float = 15) -> tuple[int | None
         conn.close()
 
 
+def get_status(url: str, path: str) -> int | None:
+    """The status of one GET on a new connection (None if it failed)."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
 @dataclass
 class Load:
     """Closed-loop POSTs from ``threads`` keep-alive clients over ``paths``, for ``seconds``."""
@@ -280,11 +295,14 @@ def test_a_black_holed_redis_node_costs_only_its_own_requests(
             t.start()
             during = load.run(4)
             during_statuses = list(load.statuses)
+            # Liveness: a black-holed node is the watchdog's to fail, not a wedged worker.
+            health = [get_status(server.url, "/healthz") for _ in range(20)]
             stop.set()
             t.join(10)
             time.sleep(6)  # the last trickle requests end within their deadline
         print(f"black-holed node: {during:.0f} req/s during vs {before:.0f} before")
         assert set(during_statuses) == {200}, set(during_statuses)
+        assert health == [200] * 20
         assert during >= 0.5 * before, f"{during:.0f}/s during vs {before:.0f}/s before"
         assert len(trickle) >= 15
         assert {r[0] for r in trickle} <= {503}, {r[0] for r in trickle}
