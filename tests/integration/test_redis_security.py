@@ -19,10 +19,12 @@ import pytest
 from greenlet import getcurrent
 
 from devstack.secure_redis import PASSWORD, REQUIREPASS, USER, Certs, SecureRedis, make_certs
+from service import keys
 from service.errors import BackendUnavailable
 from service.fastpath.handshake import handshake_for
 from service.fastpath.pipeline import PipelinedNode
 from service.fastpath.resp import ConnectionLost, open_socket, pack
+from service.flusher.redis_side import RedisSide
 from service.redis_conn import connect
 from service.settings import Settings
 from tests.builders import make_store
@@ -267,5 +269,10 @@ def test_redis_py_gets_the_same_credentials_and_tls(
     client = connect(settings_for(pg_dsn, tls_env(secure.certs, COUNTER_REDIS_URL=url)))
     try:
         assert client.execute_command("ACL", "WHOAMI") in (USER, USER.encode())
+        # The flusher's raw scan reads replies off redis-py's socket itself: TLS too.
+        client.zadd(keys.bucket_keys(3).dirty, {"t/a": 5, "t/b": 7})
+        side = RedisSide(client, 16)
+        assert side.dirty_heads(range(16)) == ({3: 2}, 5.0)
+        client.delete(keys.bucket_keys(3).dirty)
     finally:
         client.close()
