@@ -40,7 +40,6 @@ TOO_MANY = f"Too many items: at most {MAX_ITEMS:,} per request"
 BAD_BATCH = 'Invalid body: must be {"increments": [{"namespace": …, "by": …}, …]}'
 BAD_ITEM = 'Invalid item: must be {"namespace": …, "by": …}'
 
-_NO_SEED = (0, "")
 APPLY, CHECK = "apply", "check"  # incr_many.lua's modes
 Result = dict[str, Any]  # {"namespace": ns, "value": v} or {"namespace": ns, "error": {...}}
 
@@ -214,16 +213,20 @@ class Batches:
         per_bucket: dict[int, list[Item]] = {}
         for item in items:
             per_bucket.setdefault(item.bucket, []).append(item)
-        args: list[Any] = [now_ms, TTL_MS, mode]
         fingerprint = "" if idem is None else idem.fingerprint
+        args: list[Any] = [now_ms, TTL_MS, mode, fingerprint, "1" if seeds else "0"]
         order: list[Item] = []
         bucket_keys = self._bucket_keys
         for bucket, members in per_bucket.items():
             args += bucket_keys[bucket]
             args.append(len(members))
             for item in members:
-                epoch, seed = seeds.get(item.member, _NO_SEED)
-                args += (item.member, item.by, seed, epoch, item.record, fingerprint)
+                args += (item.member, item.by)
+                if seeds:  # the call after hydration: every item has its seed
+                    epoch, seed = seeds[item.member]
+                    args += (seed, epoch)
+                if idem is not None:
+                    args.append(item.record)
             order += members
         args.append(REPLID)
         values: list[int] = self.store.redis.run(INCR_MANY, items[0].bucket, *args)
