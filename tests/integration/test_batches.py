@@ -188,7 +188,9 @@ def test_repeated_namespaces_across_buckets_and_nodes_keep_exact_values(
             )
             state[ns] = (epoch, 100)
     state.update({ns: (0, 0) for ns in names[16:]})
-    items = [{"namespace": names[(i * 7) % 24], "by": 1 + i % 4} for i in range(240)]
+    items: list[dict[str, Any]] = [
+        {"namespace": names[(i * 7) % 24], "by": 1 + i % 4} for i in range(240)
+    ]
     for headers in (hdr(key), {**hdr(key), "Idempotency-Key": "repeats"}):
         results = client.simulate_post(BATCH, headers=headers, json={"increments": items})
         for item, result in zip(items, results.json["data"]["results"], strict=True):
