@@ -70,23 +70,23 @@ def parse_increments(body: dict[str, Any]) -> tuple[list[Result | None], list[It
         raise BadRequest(BAD_BATCH)
     if len(raw) > MAX_ITEMS:
         raise BadRequest(TOO_MANY)
-    slots: list[Result | None] = []
+    slots: list[Result | None] = [None] * len(raw)
     items: list[Item] = []
+    valid = NAME_RE.fullmatch
     for i, entry in enumerate(raw):
         # PERF: the common well-formed item takes the first branch, with no exception.
-        if type(entry) is dict and len(entry) <= 2:
+        if type(entry) is dict:
             ns, by = entry.get("namespace"), entry.get("by", 1)
             if (
-                len(entry) == 1 + ("by" in entry)
-                and type(ns) is str
-                and NAME_RE.fullmatch(ns) is not None
+                type(ns) is str
                 and type(by) is int
                 and 1 <= by <= MAX_BY
+                and len(entry) == 1 + ("by" in entry)
+                and valid(ns) is not None
             ):
-                slots.append(None)
                 items.append(Item(i, ns, by))
                 continue
-        slots.append(_bad_item(entry))
+        slots[i] = _bad_item(entry)
     return slots, items
 
 
