@@ -57,10 +57,12 @@ class BatchResource:
         if items:
             self.batches.increment(tenant, items, idem)
         results: list[Any] = slots
+        applied = 0
         for item in items:
             result = results[item.index] = item.result or unknown(item.namespace)
-            if "value" in result:
-                self.increments.inc()
+            applied += "value" in result
+        if applied:
+            self.increments.inc(applied)
         _results(resp, results)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:

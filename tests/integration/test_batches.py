@@ -199,3 +199,16 @@ def test_repeated_namespaces_across_buckets_and_nodes_keep_exact_values(
             assert result == {"namespace": item["namespace"], "value": before + item["by"]}
     flush(settings)
     assert pg_states(settings.pg_dsn, tenant) == state
+
+
+def test_each_applied_item_counts_once_in_the_increments_metric(
+    client: Any, new_tenant: NewTenant
+) -> None:
+    from tests.integration.test_api_contract import sample
+
+    _, key = new_tenant()
+    before = sample(client, "counter_increments_total")
+    items = [{"namespace": "m"}, {"namespace": "a.b"}, {"namespace": "m", "by": 2}, {"by": 0}]
+    results = post(client, key, items + [{"namespace": "n"}]).json["data"]["results"]
+    assert [r.get("value") for r in results] == [1, None, 3, None, 1]
+    assert sample(client, "counter_increments_total") == before + 3
