@@ -20,7 +20,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import groupby
 from operator import attrgetter
 from typing import Any
 
@@ -242,20 +241,27 @@ class Batches:
         """
         order = sorted(items, key=_BUCKET)  # stable: a counter's items stay in order
         bucket_keys = self._bucket_keys
-        per_item = 2 + (2 if seeds else 0) + (idem is not None)
         chunks: list[bytes] = []
-        count = 0
-        for bucket, same in groupby(order, _BUCKET):
-            run = list(same)
-            chunks += (bucket_keys[bucket], _bulk_int(len(run)))
-            count += 6 + per_item * len(run)
-            for item in run:
-                chunks += (item.wire, _bulk_int(item.total))
-                if seeds:  # the call after hydration: every item has its seed
-                    epoch, seed = seeds[item.member]
-                    chunks += (_bulk_int(seed), _bulk_int(epoch))
-                if idem is not None:
-                    chunks.append(bulk(item.record.encode()))
+        bucket, at, n, buckets = -1, 0, 0, 0
+        for item in order:
+            if item.bucket != bucket:  # a bucket's keys, then its number of items
+                if n:
+                    chunks[at] = _bulk_int(n)
+                bucket, n, buckets = item.bucket, 0, buckets + 1
+                chunks.append(bucket_keys[bucket])
+                at = len(chunks)
+                chunks.append(b"")
+            n += 1
+            chunks.append(item.wire)
+            chunks.append(_bulk_int(item.total))
+            if seeds:  # the call after hydration: every item has its seed
+                epoch, seed = seeds[item.member]
+                chunks += (_bulk_int(seed), _bulk_int(epoch))
+            if idem is not None:
+                chunks.append(bulk(item.record.encode()))
+        chunks[at] = _bulk_int(n)
+        per_item = 2 + (2 if seeds else 0) + (idem is not None)
+        count = 6 * buckets + per_item * len(order)
         fingerprint = "" if idem is None else idem.fingerprint
         values: list[int] = self.store.redis.run_encoded(
             INCR_MANY,
