@@ -12,7 +12,7 @@ PERF: one call per node instead of one per item: Redis runs one script per node
 per batch; the worker packs one command and parses one reply per node. The worker
 encodes that command itself (each bucket's keys once per worker, an item as two
 arguments) and sends a counter named several times once: worker CPU per increment
-7.5 -> 5.8 µs at 100 items per request (docs/performance.md, "Batches").
+7.5 -> 5.8 µs at 100 items per request (docs/performance.md, the batch endpoint).
 """
 
 from __future__ import annotations
