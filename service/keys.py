@@ -50,6 +50,17 @@ def bucket_of_member(field: str, n_buckets: int) -> int:
     return xxhash.xxh64_intdigest(field.encode()) % n_buckets
 
 
+def members(tenant: str, namespaces: list[str]) -> list[str]:
+    """``member`` of many namespaces of one tenant (a batch's)."""
+    return [f"{tenant}/{namespace}" for namespace in namespaces]
+
+
+def buckets_of_members(encoded: list[bytes], n_buckets: int) -> list[int]:
+    """``bucket_of_member`` of many members, given UTF-8 encoded (a batch sends them so)."""
+    digest = xxhash.xxh64_intdigest
+    return [digest(field) % n_buckets for field in encoded]
+
+
 class BucketKeys(NamedTuple):
     """Redis keys of one bucket, all in the same cluster slot."""
 

@@ -49,18 +49,20 @@ class BatchResource:
         tenant = self._admit(req, resp, "increment")
         body = parse_body(read_body(req, self.max_body))
         slots, items = parse_increments(body)
-        idem = idempotency.from_header(
-            req.env.get(idempotency.HEADER_ENV),
-            "batch",
-            orjson.dumps(body.get("increments"), option=orjson.OPT_SORT_KEYS),
-        )
+        header = req.env.get(idempotency.HEADER_ENV)
+        idem = None
+        if header is not None:  # PERF: the request's fingerprint only when it needs one
+            increments = orjson.dumps(body.get("increments"), option=orjson.OPT_SORT_KEYS)
+            idem = idempotency.from_header(header, "batch", increments)
         if items:
             self.batches.increment(tenant, items, idem)
         results: list[Any] = slots
+        applied = 0
         for item in items:
             result = results[item.index] = item.result or unknown(item.namespace)
-            if "value" in result:
-                self.increments.inc()
+            applied += "value" in result
+        if applied:
+            self.increments.inc(applied)
         _results(resp, results)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:

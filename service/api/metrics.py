@@ -69,11 +69,11 @@ class BatchedCounter(Batch):
         self.counter = counter
         self.pending = 0
 
-    def inc(self) -> None:
+    def inc(self, n: int = 1) -> None:
         if self.hooks is None:
-            self.counter.inc()
+            self.counter.inc(n)
             return
-        self.pending += 1
+        self.pending += n
         if not self.due:
             self.schedule()
 

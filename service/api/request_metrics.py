@@ -21,7 +21,8 @@ import falcon
 
 from service.api.metrics import BatchedHistogram, InFlight
 from service.api.pg import Database
-from service.api.redis_access import CounterRedis, Part, Transport, _Replid
+from service.api.redis_access import CounterRedis, Node, Part, Transport, _Replid
+from service.fastpath.resp import Encoded
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 STATUS_CLASSES = {n: f"{n}xx" for n in range(1, 6)}
@@ -75,8 +76,18 @@ class TimedTransport:
         finally:
             self.durations.observe(REDIS, perf_counter() - started)
 
+    def send_encoded(self, slot: int, *command: Part | Encoded | _Replid, write: bool) -> Any:
+        started = perf_counter()
+        try:
+            return self.inner.send_encoded(slot, *command, write=write)
+        finally:
+            self.durations.observe(REDIS, perf_counter() - started)
+
     def node_of(self, slot: int) -> str:
         return self.inner.node_of(slot)
+
+    def nodes_of(self, slots: list[int]) -> list[Node]:
+        return self.inner.nodes_of(slots)
 
     def ping(self) -> bool:
         return self.inner.ping()

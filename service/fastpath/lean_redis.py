@@ -172,6 +172,14 @@ class LeanRedis:
         """The master serving ``slot`` by the current map (grouping commands per node)."""
         return self._node_for(slot)
 
+    def nodes_for(self, slots: list[int]) -> list[Addr | None]:
+        """``node_for`` of many slots from one look at the map (a batch groups its items
+        per node); None for a slot that no node serves."""
+        if not self.cluster:
+            return [self.seeds[0]] * len(slots)
+        table = self._slot_map()
+        return [table[slot] for slot in slots]
+
     def _node_for(self, slot: int) -> Addr:
         if not self.cluster:
             return self.seeds[0]

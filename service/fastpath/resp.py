@@ -17,7 +17,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import hiredis
 
@@ -31,6 +31,42 @@ def pack(*parts: str | int | bytes) -> bytes:
     """RESP encoding of one command (hiredis, in C)."""
     packed: bytes = hiredis.pack_command(parts)  # type: ignore[arg-type]  # stub: 1-tuple
     return packed
+
+
+def bulk(part: bytes) -> bytes:
+    """One argument as RESP (a bulk string), for ``Encoded``."""
+    return b"$%d\r\n%b\r\n" % (len(part), part)
+
+
+class Encoded(NamedTuple):
+    """``n`` arguments of a command already RESP-encoded, one after the other, in
+    ``data``: what a batch encodes once per bucket, or builds faster than ``pack``."""
+
+    n: int
+    data: bytes
+
+
+def pack_encoded(*parts: str | int | bytes | Encoded) -> bytes:
+    """``pack`` for a command with ``Encoded`` arguments among its parts."""
+    count = 0
+    chunks = []
+    for part in parts:
+        if type(part) is Encoded:
+            count += part.n
+            chunks.append(part.data)
+            continue
+        raw = part if type(part) is bytes else str(part).encode()
+        chunks.append(b"$%d\r\n%b\r\n" % (len(raw), raw))
+        count += 1
+    return b"*%d\r\n%b" % (count, b"".join(chunks))
+
+
+def unpack_encoded(encoded: Encoded) -> list[bytes]:
+    """The arguments of ``encoded`` one by one (for a client that packs them itself)."""
+    reader = hiredis.Reader()
+    reader.feed(b"*%d\r\n%b" % (encoded.n, encoded.data))
+    args: list[bytes] = reader.gets()
+    return args
 
 
 class ConnectionLost(Exception):

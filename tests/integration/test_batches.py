@@ -161,3 +161,54 @@ def test_flushed_batches_land_in_postgresql_exactly(
         epoch, value = expected.get(item["namespace"], (0, 0))
         expected[item["namespace"]] = (epoch, value + item["by"])
     assert pg_states(settings.pg_dsn, tenant) == expected
+
+
+def test_repeated_namespaces_across_buckets_and_nodes_keep_exact_values(
+    client: Any, settings: Any, new_tenant: NewTenant
+) -> None:
+    """Counters held by Redis, by PostgreSQL only (one with an epoch) and new ones, each
+    repeated many times and interleaved in one batch, without and with an
+    Idempotency-Key: every item answers its own running value, and the flush is exact."""
+    import psycopg
+
+    from service import keys
+    from tests.flush_helpers import flush, pg_states
+
+    tenant, key = new_tenant()
+    names = [f"r{i}" for i in range(24)]
+    post(client, key, [{"namespace": ns, "by": 5} for ns in names[:8]])
+    state: dict[str, tuple[int, int]] = {ns: (0, 5) for ns in names[:8]}
+    with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
+        for i, ns in enumerate(names[8:16]):
+            epoch = 2 if i == 0 else 0  # a counter set or reset before: its epoch is kept
+            conn.execute(
+                "INSERT INTO counters (bucket, tenant, namespace, epoch, value)"
+                " VALUES (%s, %s, %s, %s, 100)",
+                (keys.bucket_of(tenant, ns, settings.buckets), tenant, ns, epoch),
+            )
+            state[ns] = (epoch, 100)
+    state.update({ns: (0, 0) for ns in names[16:]})
+    items: list[dict[str, Any]] = [
+        {"namespace": names[(i * 7) % 24], "by": 1 + i % 4} for i in range(240)
+    ]
+    for headers in (hdr(key), {**hdr(key), "Idempotency-Key": "repeats"}):
+        results = client.simulate_post(BATCH, headers=headers, json={"increments": items})
+        for item, result in zip(items, results.json["data"]["results"], strict=True):
+            epoch, before = state[item["namespace"]]
+            state[item["namespace"]] = (epoch, before + item["by"])
+            assert result == {"namespace": item["namespace"], "value": before + item["by"]}
+    flush(settings)
+    assert pg_states(settings.pg_dsn, tenant) == state
+
+
+def test_each_applied_item_counts_once_in_the_increments_metric(
+    client: Any, new_tenant: NewTenant
+) -> None:
+    from tests.integration.test_api_contract import sample
+
+    _, key = new_tenant()
+    before = sample(client, "counter_increments_total")
+    items = [{"namespace": "m"}, {"namespace": "a.b"}, {"namespace": "m", "by": 2}, {"by": 0}]
+    results = post(client, key, items + [{"namespace": "n"}]).json["data"]["results"]
+    assert [r.get("value") for r in results] == [1, None, 3, None, 1]
+    assert sample(client, "counter_increments_total") == before + 3

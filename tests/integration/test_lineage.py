@@ -131,3 +131,53 @@ def test_a_crash_at_any_step_of_settling_then_a_normal_flush_adds_the_loss_once(
     flush(backend)
     assert redis_states(r, backend.buckets, tenant, ["views"]) == {"views": (0, 11)}
     assert pg_states(backend.pg_dsn, tenant) == {"views": (0, 11)}
+
+
+def test_batch_increments_after_a_lossy_promotion_all_survive(
+    settings: Settings, store: CounterStore, rclient: Any, flusher: Flusher, new_tenant: NewTenant
+) -> None:
+    """incr_many.lua's lineage, as incr.lua's above: the batch opens the new lineage."""
+    from service.api.batch import Batches, Item
+
+    tenant, _ = new_tenant()
+    batches = Batches(store)
+    batches.increment(tenant, [Item(i, "views", 1) for i in range(100)] + [Item(100, "calm", 7)])
+    flusher.flush_all()
+    promote_lossy_replica(rclient, settings.buckets, tenant, "views", 95)
+    items = [Item(0, "views", 1), Item(1, "calm", 1), Item(2, "views", 1), Item(3, "views", 1)]
+    batches.increment(tenant, items)
+    assert [it.result for it in items] == [
+        {"namespace": "views", "value": 96},
+        {"namespace": "calm", "value": 8},
+        {"namespace": "views", "value": 97},
+        {"namespace": "views", "value": 98},
+    ]
+    flusher.flush_all()  # settles: + (100 - 95)
+    assert store.get(tenant, "views") == 103
+    last = [Item(0, "views", 1)]
+    batches.increment(tenant, last)
+    assert last[0].result == {"namespace": "views", "value": 104}
+    flusher.flush_all()
+    assert pg_states(settings.pg_dsn, tenant) == {"views": (0, 104), "calm": (0, 8)}
+
+
+def test_a_stale_replication_id_in_a_batch_is_corrected_and_counts_once(
+    settings: Settings, store: CounterStore, rclient: Any, new_tenant: NewTenant
+) -> None:
+    from service.api.batch import Batches, Item
+
+    tenant, _ = new_tenant()
+    names = [f"s{i}" for i in range(30)]  # over every node of the cluster
+    batches = Batches(store)
+    batches.increment(tenant, [Item(i, ns, 1) for i, ns in enumerate(names)])
+    transport: Any = store.redis.transport
+    known = transport.client._replids if hasattr(transport.client, "_replids") else None
+    cache = known if known is not None else transport._replids
+    assert cache, "the client never learnt a replication id"
+    for node in list(cache):
+        cache[node] = "f" * 40  # as after the nodes were promoted behind our back
+    items = [Item(i, ns, 2) for i, ns in enumerate(names)]
+    batches.increment(tenant, items)  # STALETOKEN per node: learnt, sent again, once
+    assert [it.result for it in items] == [{"namespace": ns, "value": 3} for ns in names]
+    assert set(cache.values()) != {"f" * 40}
+    assert redis_states(rclient, settings.buckets, tenant, names) == {ns: (0, 3) for ns in names}
