@@ -48,6 +48,18 @@ def flusher(settings: Settings) -> Iterator[Flusher]:
     f.close()
 
 
+def poison_replids(store: Any) -> dict[str, str]:
+    """Replace every replication id the client learnt with a wrong one, as after its
+    nodes were promoted behind its back; the client's cache, for later checks."""
+    transport: Any = store.redis.transport
+    known = transport.client._replids if hasattr(transport.client, "_replids") else None
+    cache: dict[str, str] = known if known is not None else transport._replids
+    assert cache, "the client never learnt a replication id"
+    for node in list(cache):
+        cache[node] = "f" * 40
+    return cache
+
+
 def test_increments_through_the_api_after_a_lossy_promotion_all_survive(
     settings: Settings, store: CounterStore, rclient: Any, flusher: Flusher, new_tenant: NewTenant
 ) -> None:
@@ -70,12 +82,7 @@ def test_a_stale_replication_id_is_corrected_and_the_increment_counts_once(
 ) -> None:
     tenant, _ = new_tenant()
     assert store.increment(tenant, "once") == 1
-    transport: Any = store.redis.transport
-    known = transport.client._replids if hasattr(transport.client, "_replids") else None
-    cache = known if known is not None else transport._replids
-    assert cache, "the client never learnt a replication id"
-    for node in list(cache):
-        cache[node] = "f" * 40  # as after the node was promoted behind our back
+    cache = poison_replids(store)
     assert store.increment(tenant, "once") == 2  # STALETOKEN: learnt, sent again, once
     assert set(cache.values()) != {"f" * 40}
     assert redis_states(rclient, settings.buckets, tenant, ["once"]) == {"once": (0, 2)}
@@ -170,12 +177,7 @@ def test_a_stale_replication_id_in_a_batch_is_corrected_and_counts_once(
     names = [f"s{i}" for i in range(30)]  # over every node of the cluster
     batches = Batches(store)
     batches.increment(tenant, [Item(i, ns, 1) for i, ns in enumerate(names)])
-    transport: Any = store.redis.transport
-    known = transport.client._replids if hasattr(transport.client, "_replids") else None
-    cache = known if known is not None else transport._replids
-    assert cache, "the client never learnt a replication id"
-    for node in list(cache):
-        cache[node] = "f" * 40  # as after the nodes were promoted behind our back
+    cache = poison_replids(store)
     items = [Item(i, ns, 2) for i, ns in enumerate(names)]
     batches.increment(tenant, items)  # STALETOKEN per node: learnt, sent again, once
     assert [it.result for it in items] == [{"namespace": ns, "value": 3} for ns in names]
