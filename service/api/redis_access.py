@@ -21,7 +21,7 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError, R
 
 from service.fastpath.coop import LoopHooks
 from service.fastpath.handshake import handshake_for
-from service.fastpath.lean_redis import CommandRefused, LeanRedis
+from service.fastpath.lean_redis import CommandRefused, LeanRedis, PerNode
 from service.fastpath.resp import ConnectionLost, Encoded, pack, pack_encoded, unpack_encoded
 from service.keys import BucketKeys, bucket_keys, rate_key
 from service.redis_conn import connect
@@ -84,38 +84,27 @@ class LeanTransport:
         self.client = client
 
     def send(self, slot: int, *command: Part | _Replid, write: bool = False) -> Any:
-        try:
-            if command[-1] is REPLID:  # PERF: where scripts take it, last: no scan
-                head = command[:-1]
-                return self.client.execute(
-                    slot,
-                    lambda replid: pack(*head, replid),  # type: ignore[arg-type]
-                    write,
-                )
-            if REPLID in command:
-                return self.client.execute(
-                    slot,
-                    lambda replid: pack(*(replid if p is REPLID else p for p in command)),  # type: ignore[arg-type]
-                    write,
-                )
-            return self.client.execute(slot, pack(*command), write)  # type: ignore[arg-type]
-        except ConnectionLost as exc:
-            raise RedisUnavailable(str(exc)) from None
-        except CommandRefused as exc:
-            if str(exc).startswith("NOSCRIPT"):
-                raise ScriptMissing() from None
-            raise Refused(str(exc)) from None
+        if command[-1] is REPLID:  # PERF: where scripts take it, last: no scan
+            head = command[:-1]
+            return self._execute(slot, lambda replid: pack(*head, replid), write)  # type: ignore[arg-type]
+        if REPLID in command:
+            return self._execute(
+                slot,
+                lambda replid: pack(*(replid if p is REPLID else p for p in command)),  # type: ignore[arg-type]
+                write,
+            )
+        return self._execute(slot, pack(*command), write)  # type: ignore[arg-type]
 
     def send_encoded(self, slot: int, *command: Part | Encoded | _Replid, write: bool) -> Any:
+        if command[-1] is REPLID:
+            head = command[:-1]
+            return self._execute(slot, lambda replid: pack_encoded(*head, replid), write)  # type: ignore[arg-type]
+        return self._execute(slot, pack_encoded(*command), write)  # type: ignore[arg-type]
+
+    def _execute(self, slot: int, packed: bytes | PerNode, write: bool) -> Any:
+        """The lean client's call, its failures mapped to the transport's errors."""
         try:
-            if command[-1] is REPLID:
-                head = command[:-1]
-                return self.client.execute(
-                    slot,
-                    lambda replid: pack_encoded(*head, replid),  # type: ignore[arg-type]
-                    write,
-                )
-            return self.client.execute(slot, pack_encoded(*command), write)  # type: ignore[arg-type]
+            return self.client.execute(slot, packed, write)
         except ConnectionLost as exc:
             raise RedisUnavailable(str(exc)) from None
         except CommandRefused as exc:
