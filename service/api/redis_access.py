@@ -12,6 +12,7 @@ The flusher and tools use redis-py directly (``service.redis_conn``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -246,15 +247,7 @@ class CounterRedis:
         """``run`` with arguments already encoded among ``args`` (a batch's, see
         ``service.api.batch``): the same EVALSHA, packed faster."""
         keys = (self._script_keys.get(script) or self._keys_of(script))[bucket]
-        slot = self._slots[bucket]
-        try:
-            return self.transport.send_encoded(
-                slot, "EVALSHA", script.sha, len(keys), *keys, *args, write=True
-            )
-        except ScriptMissing:
-            return self.transport.send_encoded(
-                slot, "EVAL", script.source, len(keys), *keys, *args, write=True
-            )
+        return self._eval(script, self._slots[bucket], keys, args, self.transport.send_encoded)
 
     def _keys_of(self, script: Script) -> list[tuple[str, ...]]:
         """``script``'s KEYS for every bucket, built on its first call."""
@@ -268,17 +261,23 @@ class CounterRedis:
         key = rate_key(key_id)
         return self._eval(script, key_slot(key.encode()), (key,), args)
 
-    def _eval(self, script: Script, slot: int, keys: tuple[str, ...], args: Any) -> Any:
+    def _eval(
+        self,
+        script: Script,
+        slot: int,
+        keys: tuple[str, ...],
+        args: Any,
+        send: Callable[..., Any] | None = None,
+    ) -> Any:
+        """EVALSHA, then EVAL on NOSCRIPT, through ``send`` (the transport's ``send``,
+        or its ``send_encoded`` for arguments already encoded)."""
+        send = send or self.transport.send
         try:
-            return self.transport.send(
-                slot, "EVALSHA", script.sha, len(keys), *keys, *args, write=True
-            )
+            return send(slot, "EVALSHA", script.sha, len(keys), *keys, *args, write=True)
         except ScriptMissing:
             # EVAL runs the script and caches it on whichever node the command lands on
             # after redirections (SCRIPT LOAD by slot would miss an ASK target).
-            return self.transport.send(
-                slot, "EVAL", script.source, len(keys), *keys, *args, write=True
-            )
+            return send(slot, "EVAL", script.source, len(keys), *keys, *args, write=True)
 
     def call(self, bucket: int, *command: Part) -> Any:
         """Send ``command`` (naming keys of ``bucket``) to the master of its slot."""
