@@ -11,6 +11,8 @@ Ownership: one flusher at a time per PostgreSQL partition (session advisory lock
 ``(LOCK_CLASS, partition)``, tried, or awaited by ``counterctl flush --once``),
 held from the snapshot until the marks are cleared. A dead flusher's session, and
 so its locks, end with it. Flushers start at random partitions and skip held ones.
+Partitions are locked in groups of about one batch of dirty counters, in one round
+trip (``plan.partition_groups``): a lightly loaded pass is one transaction, not 16.
 
 ``fault(step)`` is called after each step ("snapshot", "copy" = before commit,
 "commit" = before repair and clearing, "clear"); tests raise there to crash. All of
@@ -33,7 +35,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from service.flusher import lineage, repair
 from service.flusher.metrics import BATCH, CLEARED, DIRTY, LAG, ROWS, STALE
 from service.flusher.pg_side import FlushDb
-from service.flusher.plan import BatchPlanner, Window, partition_ranges
+from service.flusher.plan import BatchPlanner, Window, partition_groups, partition_ranges
 from service.flusher.redis_side import Client, RedisSide
 from service.redis_conn import connect
 from service.settings import Settings
@@ -117,21 +119,24 @@ class Flusher:
             self._ranges = partition_ranges(self.settings.buckets, self.db.partitions())
         n = len(self._ranges)
         start = random.randrange(n)  # several flushers start on different partitions
-        for i in [(start + k) % n for k in range(n)]:
-            mine = {b: counts[b] for b in self._ranges[i] if b in counts}
-            if not mine:
-                continue
-            if not self.db.lock(i, wait):
-                result.skipped += 1
+        order = [(start + k) % n for k in range(n)]
+        dirty = {i: {b: counts[b] for b in self._ranges[i] if b in counts} for i in order}
+        sizes = {i: sum(d.values()) for i, d in dirty.items() if d}
+        batch = self.settings.flush_batch
+        for group in partition_groups([i for i in order if i in sizes], sizes, batch):
+            held = self.db.lock_many(group, wait)
+            result.skipped += len(group) - len(held)
+            if not held:
                 continue
             try:
-                self._partition(side, BatchPlanner(mine, self.settings.flush_batch), result)
+                mine = {b: c for i in held for b, c in dirty[i].items()}
+                self._flush_owned(side, BatchPlanner(mine, batch), result)
             finally:
-                self.db.unlock(i)
+                self.db.unlock_many(held)
         return result
 
-    def _partition(self, side: RedisSide, plan: BatchPlanner, result: PassResult) -> None:
-        """Every batch of a partition, each clear beside the next batch's snapshot and write.
+    def _flush_owned(self, side: RedisSide, plan: BatchPlanner, result: PassResult) -> None:
+        """Every batch of the partitions just locked, each clear beside the next batch's write.
 
         PERF: the marks of batch k are cleared (Redis) while batch k+1 is written
         (PostgreSQL). A batch that reads a bucket of the batch still being cleared
@@ -163,7 +168,7 @@ class Flusher:
         """One batch, DESIGN §5 steps 1-4 in order, with every fault point.
 
         A generator that pauses once, after the commit and the repair, before the
-        marks are cleared: ``_partition`` resumes it beside the next batch's write.
+        marks are cleared: ``_flush_owned`` resumes it beside the next batch's write.
         Run to the end at once, it is the plain sequential protocol.
         """
         # 1. Snapshot the marks and (epoch, value) of each counter, as COPY text, with

@@ -58,6 +58,11 @@ WITH stuck AS MATERIALIZED (
       AND a.state_change < now() - make_interval(secs => %(lease)s)
 )  -- MATERIALIZED: the holders are chosen first, only then is any of them terminated
 SELECT pid FROM stuck WHERE pg_terminate_backend(pid)"""
+# pg_try_advisory_lock is volatile: evaluated once per partition, in order.
+TRY_MANY_SQL = """
+SELECT p FROM unnest(%(parts)s::int[]) AS p WHERE pg_try_advisory_lock(%(cls)s, p)"""
+UNLOCK_MANY_SQL = """
+SELECT pg_advisory_unlock(%(cls)s, p) FROM unnest(%(parts)s::int[]) AS p"""
 LINEAGES_SQL = """
 SELECT bucket, lineage FROM bucket_lineages WHERE bucket = ANY(%s) ORDER BY bucket, seq"""
 ACCEPT_SQL = """
@@ -176,6 +181,25 @@ class FlushDb:
             conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, partition))
             return True
         return False
+
+    def lock_many(self, partitions: Sequence[int], wait: bool) -> list[int]:
+        """``lock`` of several partitions, all tried in one round trip: those now owned.
+
+        Only a partition another session holds goes on to ``lock``'s takeover check
+        (and its wait, with ``wait``), one by one.
+        """
+        tried = self.conn().execute(TRY_MANY_SQL, {"cls": LOCK_CLASS, "parts": list(partitions)})
+        got = {int(row[0]) for row in tried}
+        return [p for p in partitions if p in got or self.lock(p, wait)]
+
+    def unlock_many(self, partitions: Sequence[int]) -> None:
+        """``unlock`` of several partitions in one round trip."""
+        if not partitions or self._conn is None or self._conn.closed:
+            return
+        try:
+            self._conn.execute(UNLOCK_MANY_SQL, {"cls": LOCK_CLASS, "parts": list(partitions)})
+        except psycopg.Error:
+            self.close()
 
     def unlock(self, partition: int) -> None:
         """Release ownership; on a broken connection closing it releases the lock too."""

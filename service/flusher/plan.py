@@ -5,7 +5,8 @@ Ownership is per PostgreSQL partition: partition ``i`` holds buckets
 flusher at a time holds its advisory lock. A row then has exactly one writer,
 so concurrent flushers never wait on each other's row locks.
 
-Within a partition, a batch is a list of bucket windows (rank ranges of the
+Partitions are locked and flushed in groups of about one batch (``partition_groups``).
+Within a group, a batch is a list of bucket windows (rank ranges of the
 bucket's dirty zset, oldest first) adding up to at most ``flush_batch`` counters.
 """
 
@@ -18,6 +19,29 @@ def partition_ranges(n_buckets: int, n_partitions: int) -> list[range]:
     """Bucket range of every partition, as the migration created them."""
     p = min(n_partitions, n_buckets)
     return [range(i * n_buckets // p, (i + 1) * n_buckets // p) for i in range(p)]
+
+
+def partition_groups(order: list[int], dirty: dict[int, int], batch: int) -> list[list[int]]:
+    """Consecutive runs of ``order`` (partitions with dirty counters) of about one batch each.
+
+    A flusher locks a group in one round trip and flushes it as one run of batches.
+    Light traffic (the counters of all partitions fit one batch) is then one group and
+    one PostgreSQL transaction per pass instead of one per partition; heavy traffic (a
+    partition has a batch or more) keeps groups of one, so several flushers still
+    share the partitions of a pass.
+    """
+    groups: list[list[int]] = []
+    group: list[int] = []
+    total = 0
+    for partition in order:
+        group.append(partition)
+        total += dirty[partition]
+        if total >= batch:
+            groups.append(group)
+            group, total = [], 0
+    if group:
+        groups.append(group)
+    return groups
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,23 @@ def test_a_partition_owned_by_another_flusher_is_left_to_it(
     assert set(pg_states(pg_dsn, tenant)) == set(names)
 
 
+def test_a_light_pass_over_many_partitions_is_one_batch(
+    backend: Settings, r: Any, flusher: Flusher, pg_dsn: str, new_tenant: NewTenant
+) -> None:
+    """Partitions are locked together up to a batch: one transaction, not one each."""
+    flusher.flush_all()  # what earlier tests left
+    tenant, _ = new_tenant()
+    names = [f"l{i}" for i in range(300)]
+    increment(r, backend.buckets, tenant, dict.fromkeys(names, 2))
+    ranges = partition_ranges(backend.buckets, backend.partitions)
+    buckets = {keys.bucket_of(tenant, ns, backend.buckets) for ns in names}
+    assert sum(1 for r_ in ranges if buckets & set(r_)) > 1
+    result = flusher.flush_all()
+    assert (result.batches, result.skipped, result.rows_written) == (1, 0, 300)
+    assert set(pg_states(pg_dsn, tenant)) == set(names)
+    assert not dirty_names(r, backend.buckets, tenant, names)
+
+
 def test_a_counter_deleted_from_redis_after_a_flush_continues_from_postgres(
     backend: Settings, r: Any, flusher: Flusher, pg_dsn: str, new_tenant: NewTenant
 ) -> None:

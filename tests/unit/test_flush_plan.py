@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service import keys
-from service.flusher.plan import BatchPlanner, Window, partition_ranges
+from service.flusher.plan import BatchPlanner, Window, partition_groups, partition_ranges
 from service.scripts import lua_source
 
 
@@ -75,3 +75,13 @@ def test_the_oldest_mark_score_is_read_from_resp2_and_resp3_replies() -> None:
 
     assert _head_score([b"t/x", b"1700000000123"]) == 1700000000123.0  # RESP2: flat
     assert _head_score([[b"t/x", 1700000000123.0]]) == 1700000000123.0  # RESP3: pairs
+
+
+def test_partitions_are_grouped_up_to_about_one_batch_of_dirty_counters() -> None:
+    dirty = {3: 10, 4: 20, 5: 40, 0: 5, 1: 60, 2: 1}
+    # in the pass's order; a group closes once it holds a batch (50) or more
+    assert partition_groups([3, 4, 5, 0, 1, 2], dirty, 50) == [[3, 4, 5], [0, 1], [2]]
+    assert partition_groups([3, 4, 5, 0, 1, 2], dirty, 10_000) == [[3, 4, 5, 0, 1, 2]]
+    # a partition with a batch or more is a group of its own: flushers share heavy passes
+    assert partition_groups([1, 5, 4], dirty, 1) == [[1], [5], [4]]
+    assert partition_groups([], dirty, 50) == []
