@@ -201,16 +201,21 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
             mnote,
         )
     )
-    partial = "" if mem.get("scale_complete", True) else "partial fill: the deadline stopped it"
+    p = "scale_sized_" if "scale_sized_counters" in mem else "scale_"
+    partial = "" if mem.get(p + "complete", True) else "partial fill: the deadline stopped it"
+    default = mem.get("scale_bytes_per_counter_flushed")
+    sized = f", {mem['scale_sized_buckets']:,} buckets" if p == "scale_sized_" else ""
     out.append(
         _goal(
             "Redis memory (bytes) per counter at "
-            f"{mem.get('scale_target_counters', 10_000_000):,} counters, after flush",
-            mem.get("scale_bytes_per_counter_flushed"),
+            f"{mem.get('scale_target_counters', 10_000_000):,} counters{sized}, after flush",
+            mem.get(p + "bytes_per_counter_flushed"),
             40.0,
             True,
             mem.get("error", partial),
-            "" if "scale_counters" in mem else "full profile only",
+            f"{default} with the default {mem.get('buckets', 0):,} buckets"
+            if sized and default is not None
+            else ("" if "scale_counters" in mem else "full profile only"),
         )
     )
     return out

@@ -12,8 +12,10 @@ bucket hash, pipelined per node (``fill.py``). Two sizes:
   completed flush leaves (``clear_dirty.lua`` removes every mark it flushed).
   Past ``hash-max-listpack-entries`` fields a bucket's hash becomes a
   hashtable: at 4,096 buckets and a limit of 512 that starts near 2.1 million
-  counters, so this row shows the cost at scale. The fill stops at its
-  deadline; a partial fill is reported as such and judges no goal.
+  counters, so this row shows the cost at scale. Then again with the bucket
+  count docs/deploying.md advises for ten million counters (``sized_buckets``),
+  the goal's number. The fill stops at its deadline; a partial fill is reported
+  as such and judges no goal.
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ def _spread(
 
 def scale(workdir: Path, tenant: str, n: int, n_buckets: int, deadline_s: float) -> dict[str, Any]:
     """``n`` counters on a throwaway 3-master cluster, bounded by ``deadline_s`` of filling."""
-    cluster = ThrowawayCluster(workdir / "redis-scale", masters=3)
+    cluster = ThrowawayCluster(workdir / f"redis-scale-{n_buckets}", masters=3)
     try:
         client = connect(cluster.start())
         try:
@@ -165,8 +167,11 @@ def measure(
     scale_counters: int = 0,
     scale_deadline_s: float = 600.0,
     workdir: Path | None = None,
+    sized_buckets: int = 0,
 ) -> dict[str, Any]:
-    """Bytes per counter at ``n`` counters (the goal's number) and, when asked, at scale."""
+    """Bytes per counter at ``n`` counters (the goal's number) and, when asked, at scale:
+    with the run's bucket count, and with ``sized_buckets`` (the count docs/deploying.md
+    advises for that many counters) under ``scale_sized_*``."""
     settings = Settings.from_env({"COUNTER_REDIS_NODES": nodes, "COUNTER_PG_DSN": dsn})
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute("SELECT value FROM meta WHERE key = 'buckets'").fetchone()
@@ -181,4 +186,8 @@ def measure(
     if scale_counters and workdir is not None:
         big = scale(workdir, tenant, scale_counters, n_buckets, scale_deadline_s)
         out |= {f"scale_{k}": v for k, v in big.items()}
+        if sized_buckets and sized_buckets != n_buckets:
+            sized = scale(workdir, tenant, scale_counters, sized_buckets, scale_deadline_s)
+            out |= {"scale_sized_buckets": sized_buckets}
+            out |= {f"scale_sized_{k}": v for k, v in sized.items()}
     return out

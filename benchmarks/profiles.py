@@ -30,6 +30,8 @@ class Profile:
     namespaces: int = 1000  # namespaces of the "spread" workload
     deadline_s: int = 900  # the whole run is aborted (and cleaned up) after this
     scale_fill_s: int = 600  # the scale fill stops here and reports a partial fill
+    # the scale fill again at the bucket count docs/deploying.md advises for it (0: not)
+    scale_sized_buckets: int = 0
 
 
 PROFILES = {
@@ -58,6 +60,7 @@ PROFILES = {
         flush_lag_duration=15,
         memory_counters=100_000,
         scale_counters=10_000_000,  # ~2.5 min and ~2.2 GB of Redis on a 2-core machine
+        scale_sized_buckets=32_767,  # docs/deploying.md's choice for ~2-16M counters
         all_workloads=True,
         deadline_s=3000,
     ),

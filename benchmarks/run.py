@@ -165,6 +165,7 @@ def run(
                     profile.scale_counters,
                     profile.scale_fill_s,
                     workdir,
+                    profile.scale_sized_buckets,
                 )
             except Exception as exc:  # a measurement, not a reason to lose the run
                 results["memory"] = {"error": f"{type(exc).__name__}: {exc}"}

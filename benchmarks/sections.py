@@ -182,8 +182,13 @@ class Sections:
         if "counters" not in d:
             return [f"Not measured: {d.get('error', 'skipped')}", ""]
         rows = []
-        for label, p in (("run's cluster, flusher running", ""), ("throwaway cluster", "scale_")):
-            if p + "counters" not in d:  # the scale fill: full profile only
+        where = [
+            ("run's cluster, flusher running", "", d["buckets"]),
+            ("throwaway cluster", "scale_", d["buckets"]),
+            ("throwaway cluster", "scale_sized_", d.get("scale_sized_buckets")),
+        ]
+        for label, p, buckets in where:
+            if p + "counters" not in d:  # the scale fills: full profile only
                 continue
             made = fmt(d[p + "counters"])
             if not d.get(p + "complete", True):
@@ -192,6 +197,7 @@ class Sections:
                 [
                     made,
                     label,
+                    fmt(buckets),
                     fmt(d[p + "fields_in_sample_bucket"]),
                     d[p + "hash_encoding"],
                     fmt(d[p + "bytes_per_counter_dirty"]),
@@ -205,6 +211,7 @@ class Sections:
                 [
                     "counters",
                     "where",
+                    "buckets",
                     "fields in a sample bucket",
                     "encoding",
                     "bytes/counter with dirty marks",
@@ -213,11 +220,11 @@ class Sections:
                 ],
                 rows,
             ),
-            f"{d['buckets']:,} buckets. Redis turns a bucket's hash from listpack into a "
-            f"hashtable past hash-max-listpack-entries = {limit} fields, i.e. beyond "
-            f'~{d["buckets"] * limit:,} counters in all. On the throwaway cluster, "after '
-            'flush" is measured after deleting the dirty-mark zsets, the state a completed '
-            "flush leaves.",
+            "Redis turns a bucket's hash from listpack into a hashtable past "
+            f"hash-max-listpack-entries = {limit} fields, i.e. beyond ~buckets x {limit} "
+            'counters in all. On the throwaway cluster, "after flush" is measured after '
+            "deleting the dirty-mark zsets, the state a completed flush leaves. The last row "
+            "uses the bucket count docs/deploying.md advises for that many counters.",
             "",
         ]
 

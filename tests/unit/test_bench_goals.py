@@ -126,3 +126,22 @@ def test_memory_at_scale_is_judged_only_on_a_complete_fill() -> None:
 
 def test_memory_at_scale_is_not_measured_by_the_quick_profile() -> None:
     assert goal(results(), "Redis memory (bytes) per counter at 10,000,000")["met"] is None
+
+
+def test_memory_at_scale_is_judged_at_the_advised_bucket_count_with_the_default_beside() -> None:
+    r = results()
+    r["memory"] |= {
+        "buckets": 4096,
+        "scale_counters": 10_000_000,
+        "scale_target_counters": 10_000_000,
+        "scale_bytes_per_counter_flushed": 85.7,
+        "scale_sized_buckets": 32767,
+        "scale_sized_counters": 10_000_000,
+        "scale_sized_complete": True,
+        "scale_sized_bytes_per_counter_flushed": 23.0,
+    }
+    g = goal(r, "Redis memory (bytes) per counter at 10,000,000 counters, 32,767 buckets")
+    assert (g["measured"], g["met"]) == (23.0, True)
+    assert "85.7 with the default 4,096 buckets" in g["note"]
+    r["memory"] |= {"scale_sized_complete": False}
+    assert goal(r, "Redis memory (bytes) per counter at 10,000,000")["met"] is None
