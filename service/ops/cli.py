@@ -1,4 +1,4 @@
-"""``counterctl``: operator commands (migrate, API keys, flush, verify)."""
+"""``counterctl``: operator commands (migrate, API keys, flush, verify, rebucket)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from service import apikeys
 from service.logs import setup_logging
 from service.migrate import LayoutMismatch, migrate
-from service.ops.commands import flush_command, verify_command
+from service.ops.commands import flush_command, rebucket_command, verify_command
 from service.settings import Settings, SettingsError
 
 
@@ -51,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
         help="raise Redis where PostgreSQL is ahead; re-mark unflushed counters",
     )
     verify.add_argument("--tenant", help="only this tenant's counters")
+    rebucket = sub.add_parser(
+        "rebucket",
+        help="move a stopped, flushed deployment from COUNTER_BUCKETS to another bucket count",
+    )
+    rebucket.add_argument("--to", type=_positive, required=True, metavar="N")
     return parser
 
 
@@ -98,6 +103,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return flush_command(settings, args.once)
     if args.command == "verify":
         return verify_command(settings, args.sample, args.repair, args.tenant)
+    if args.command == "rebucket":
+        return rebucket_command(settings, args.to)
     if args.command == "migrate":
         applied = migrate(settings)
         print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")

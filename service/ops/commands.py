@@ -1,4 +1,4 @@
-"""``counterctl flush`` and ``counterctl verify``: output and exit codes of the operator tools."""
+"""``counterctl flush``, ``verify`` and ``rebucket``: output and exit codes of those tools."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from service.flusher.loop import serve_forever
 from service.flusher.pg_side import FlushDb
 from service.flusher.redis_side import RedisSide
 from service.migrate import check_layout
+from service.ops.rebucket import NotReady, rebucket
 from service.ops.verify import Finding, verify
 from service.redis_conn import connect
 from service.settings import Settings
@@ -81,3 +82,22 @@ def verify_command(settings: Settings, sample: int | None, repair: bool, tenant:
         summary += f", {report.only_in_postgres} only in postgres (hydrated on next use)"
     print(summary)
     return 1 if report.unrepaired else 0
+
+
+def rebucket_command(settings: Settings, to: int) -> int:
+    """1 when the deployment is not ready (the message says why), 2 on a backend error."""
+    try:
+        check_layout(settings)
+        done = rebucket(settings, to)
+    except NotReady as exc:
+        print(f"counterctl: rebucket refused: {exc}", file=sys.stderr)
+        return 1
+    except BACKEND_ERRORS as exc:
+        # Redis may be partly emptied: a cold cache of PostgreSQL, which is unchanged.
+        print(f"counterctl: rebucket failed, PostgreSQL unchanged: {exc!r}", file=sys.stderr)
+        return 2
+    print(
+        f"rebucket: {done.rows} rows moved from {settings.buckets} to {to} buckets, "
+        f"{done.redis_keys} Redis keys deleted; start the service with COUNTER_BUCKETS={to}"
+    )
+    return 0
