@@ -127,15 +127,6 @@ def _read_replies(conn: Any, replies: int) -> list[Reply]:
 # ------------------------------------------------------------------------------------------
 
 
-# Scripts per pipeline. Redis runs the scripts of a pipeline back to back while the
-# service's increments on that node wait: one pipeline per node of a whole batch
-# (~300 snapshot or clear scripts per node for 1,000 dirty counters) stalled them
-# for milliseconds once a second. PERF: p99 at 50% of the max rate, open loop
-# (`make bench-quick`, same sitting, two runs each): 7.0 / 7.8 ms in one pipeline,
-# 3.8 / 3.7 ms in pipelines of 32.
-CHUNK = 32
-
-
 class Snapshot(NamedTuple):
     """A window as read by snapshot.lua (see there); ``at_ms``: when it was read."""
 
@@ -191,15 +182,6 @@ class RedisSide:
         return results
 
     def _run(
-        self, node: Redis, todo: list[T], send: Callable[[Pipeline, T], object]
-    ) -> list[Reply]:
-        """``_run_chunk`` over ``todo`` in slices of ``CHUNK`` scripts, one after another."""
-        out: list[Reply] = []
-        for i in range(0, len(todo), CHUNK):
-            out += self._run_chunk(node, todo[i : i + CHUNK], send)
-        return out
-
-    def _run_chunk(
         self, node: Redis, todo: list[T], send: Callable[[Pipeline, T], object]
     ) -> list[Reply]:
         for attempt in (1, 2):
