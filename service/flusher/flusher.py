@@ -124,16 +124,28 @@ class Flusher:
         sizes = {i: sum(d.values()) for i, d in dirty.items() if d}
         batch = self.settings.flush_batch
         for group in partition_groups([i for i in order if i in sizes], sizes, batch):
-            held = self.db.lock_many(group, wait)
-            result.skipped += len(group) - len(held)
-            if not held:
-                continue
-            try:
-                mine = {b: c for i in held for b, c in dirty[i].items()}
-                self._flush_owned(side, BatchPlanner(mine, batch), result)
-            finally:
-                self.db.unlock_many(held)
+            held = self.db.lock_many(group)
+            self._flush_locked(side, held, dirty, result)
+            for busy in [i for i in group if i not in held]:
+                # With ``wait``, a busy partition is awaited alone, holding no other: two
+                # flushers waiting for each other's partitions would deadlock.
+                if wait and self.db.lock(busy, wait=True):
+                    self._flush_locked(side, [busy], dirty, result)
+                else:
+                    result.skipped += 1
         return result
+
+    def _flush_locked(
+        self, side: RedisSide, held: list[int], dirty: dict[int, dict[int, int]], result: PassResult
+    ) -> None:
+        """Flush the dirty buckets of partitions ``held`` (locked here), then unlock them."""
+        if not held:
+            return
+        try:
+            mine = {b: c for i in held for b, c in dirty[i].items()}
+            self._flush_owned(side, BatchPlanner(mine, self.settings.flush_batch), result)
+        finally:
+            self.db.unlock_many(held)
 
     def _flush_owned(self, side: RedisSide, plan: BatchPlanner, result: PassResult) -> None:
         """Every batch of the partitions just locked, each clear beside the next batch's write.

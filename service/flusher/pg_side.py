@@ -182,15 +182,13 @@ class FlushDb:
             return True
         return False
 
-    def lock_many(self, partitions: Sequence[int], wait: bool) -> list[int]:
-        """``lock`` of several partitions, all tried in one round trip: those now owned.
-
-        Only a partition another session holds goes on to ``lock``'s takeover check
-        (and its wait, with ``wait``), one by one.
-        """
+    def lock_many(self, partitions: Sequence[int]) -> list[int]:
+        """``lock`` of several partitions without waiting, all tried in one round trip:
+        those now owned. Only a partition another session holds goes on to ``lock``'s
+        takeover check, one by one."""
         tried = self.conn().execute(TRY_MANY_SQL, {"cls": LOCK_CLASS, "parts": list(partitions)})
         got = {int(row[0]) for row in tried}
-        return [p for p in partitions if p in got or self.lock(p, wait)]
+        return [p for p in partitions if p in got or self.lock(p, wait=False)]
 
     def unlock_many(self, partitions: Sequence[int]) -> None:
         """``unlock`` of several partitions in one round trip."""

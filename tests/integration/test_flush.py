@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -164,6 +165,46 @@ def test_a_partition_owned_by_another_flusher_is_left_to_it(
         assert set(pg_states(pg_dsn, tenant)) == set(names) - set(in_p0)
         assert dirty_names(r, backend.buckets, tenant, names) == set(in_p0)
     flusher.flush_all()  # the owner is gone (its session ended)
+    assert set(pg_states(pg_dsn, tenant)) == set(names)
+
+
+def test_a_waiting_flush_awaits_a_busy_partition_holding_no_other(
+    backend: Settings, r: Any, pg_dsn: str, new_tenant: NewTenant
+) -> None:
+    """``counterctl flush --once`` waits for a partition another flusher holds, but not
+    while it holds partitions of its own: two such waits could deadlock."""
+    flush(backend)  # what earlier tests left
+    tenant, _ = new_tenant()
+    names = [f"w{i}" for i in range(200)]
+    increment(r, backend.buckets, tenant, dict.fromkeys(names, 1))
+    ranges = partition_ranges(backend.buckets, backend.partitions)
+    in_p0 = {ns for ns in names if keys.bucket_of(tenant, ns, backend.buckets) in ranges[0]}
+    assert 0 < len(in_p0) < len(names)
+    flusher = Flusher(backend)
+    waiting_sql = (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s::oid"
+        " AND objid = 0 AND NOT granted"
+    )
+    held_sql = (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s::oid"
+        " AND granted AND pid <> pg_backend_pid()"
+    )
+    try:
+        with psycopg.connect(pg_dsn, autocommit=True) as owner:
+            owner.execute("SELECT pg_advisory_lock(%s, 0)", (LOCK_CLASS,))
+            with ThreadPoolExecutor(1) as pool:
+                done = pool.submit(flusher.flush_all, True)
+                deadline = time.monotonic() + 30
+                while not owner.execute(waiting_sql, (LOCK_CLASS,)).fetchone()[0]:  # type: ignore[index]
+                    assert time.monotonic() < deadline and not done.done()
+                    time.sleep(0.02)
+                assert owner.execute(held_sql, (LOCK_CLASS,)).fetchone() == (0,)
+                assert set(pg_states(pg_dsn, tenant)) == set(names) - in_p0
+                owner.execute("SELECT pg_advisory_unlock(%s, 0)", (LOCK_CLASS,))
+                result = done.result(timeout=30)
+    finally:
+        flusher.close()
+    assert result.skipped == 0
     assert set(pg_states(pg_dsn, tenant)) == set(names)
 
 
