@@ -86,6 +86,8 @@ def test_a_flushed_deployment_moves_to_more_buckets_and_counts_on_exactly(
 
         assert done.rows == N
         assert done.redis_keys > 0 and _bucket_keys(old) == []
+        with psycopg.connect(own_pg_dsn) as conn:  # they named the Redis keys just deleted
+            assert conn.execute("SELECT count(*) FROM bucket_lineages").fetchone() == (0,)
         with pytest.raises(LayoutMismatch):
             check_layout(old)
         check_layout(new)
@@ -152,6 +154,46 @@ def test_an_increment_during_the_rewrite_rolls_postgresql_back(
         assert _rows(own_pg_dsn, tenant) == before
         flush(settings)
         assert _rows(own_pg_dsn, tenant)["n0"][2] == 2
+    finally:
+        cluster.stop()
+
+
+def test_a_crash_after_redis_was_emptied_leaves_the_old_layout_and_a_rerun_completes(
+    tmp_path: Path, own_pg_dsn: str, new_tenant: NewTenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/deploying.md: a crash midway leaves the old layout with Redis only emptied."""
+    cluster = RedisCluster(tmp_path / "cluster", masters=3)
+    try:
+        settings = Settings(pg_dsn=own_pg_dsn, redis_nodes=_parse_nodes(cluster.start()))
+        tenant, _ = new_tenant()
+        names = [f"n{i}" for i in range(20)]
+        store = make_store(settings)
+        try:
+            expected = {ns: store.increment(tenant, ns, by=i + 1) for i, ns in enumerate(names)}
+        finally:
+            store.close()
+        flush(settings)
+        before = _rows(own_pg_dsn, tenant)
+        delete = rebucket_module._delete_bucket_keys
+
+        def crash_after_deleting(client: Any) -> int:
+            delete(client)
+            raise RuntimeError("killed before the commit")
+
+        monkeypatch.setattr(rebucket_module, "_delete_bucket_keys", crash_after_deleting)
+        with pytest.raises(RuntimeError, match="killed"):
+            rebucket(settings, TO)
+        assert _bucket_keys(settings) == []
+        check_layout(settings)
+        assert _rows(own_pg_dsn, tenant) == before
+        store = make_store(settings)  # the old count still serves, from PostgreSQL
+        try:
+            assert {ns: store.get(tenant, ns) for ns in names} == expected
+        finally:
+            store.close()
+        monkeypatch.undo()
+        assert rebucket(settings, TO).rows == len(names)  # run again: it completes
+        check_layout(replace(settings, buckets=TO))
     finally:
         cluster.stop()
 
