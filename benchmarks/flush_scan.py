@@ -4,7 +4,7 @@ Every flush pass asks each bucket's dirty-mark zset for its size (``RedisSide.di
 dirty or not, so this is the flusher's floor cost per pass, which grows with
 ``COUNTER_BUCKETS``. Starts its own idle 3-master Redis Cluster (devstack).
 
-Run: ``.venv/bin/python -m benchmarks.flush_scan [--buckets 4096,32767] [--passes 11]``.
+Run: ``.venv/bin/python -m benchmarks.flush_scan [--buckets 4096,32767,65536] [--passes 11]``.
 Prints the median flusher CPU and wall time per pass for each bucket count.
 """
 
@@ -41,7 +41,7 @@ def scan_cost(nodes: str, buckets: int, passes: int) -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--buckets", default="4096,32767")
+    parser.add_argument("--buckets", default="4096,32767,65536")
     parser.add_argument("--passes", type=int, default=11)
     args = parser.parse_args()
     cluster = RedisCluster(Path(tempfile.mkdtemp(prefix="flush-scan-")) / "redis", masters=3)

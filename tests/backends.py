@@ -84,6 +84,13 @@ def postgres(base: Path) -> Iterator[tuple[str, PostgresServer | None]]:
         server.cleanup()
 
 
+def create_empty_database(dsn: str, name: str) -> str:
+    """Create database ``name``, empty (not migrated), on ``dsn``'s server; its DSN."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return make_conninfo("", **{**conninfo_to_dict(dsn), "dbname": name})
+
+
 def create_database(dsn: str, name: str) -> str:
     """Create database ``name`` on ``dsn``'s server (migrated, unless copied from a
     template: ``dsn``'s own database when its name starts with "counter_template");

@@ -48,7 +48,7 @@ def read_stored(
         n_buckets = int(row[0]) if row else 4096
         rows = conn.execute(
             "SELECT c.tenant, c.namespace, c.value FROM counters c"
-            " JOIN unnest(%s::smallint[], %s::text[], %s::text[]) AS w(bucket, tenant, namespace)"
+            " JOIN unnest(%s::integer[], %s::text[], %s::text[]) AS w(bucket, tenant, namespace)"
             " USING (bucket, tenant, namespace)",
             (
                 [bucket_of(t, ns, n_buckets) for t, ns in pairs],

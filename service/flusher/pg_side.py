@@ -22,7 +22,7 @@ log = logging.getLogger("counter.flusher")
 LOCK_CLASS = 0x666C7573  # advisory lock space of flush ownership ("flus"), key = partition
 STAGE_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS flush_stage (
-    bucket smallint NOT NULL, tenant text NOT NULL, namespace text NOT NULL,
+    bucket integer NOT NULL, tenant text NOT NULL, namespace text NOT NULL,
     epoch integer NOT NULL, value bigint NOT NULL
 ) ON COMMIT DELETE ROWS"""
 # Text format: snapshot.lua builds the rows, and names of [A-Za-z0-9_-] need no escaping.
@@ -72,7 +72,7 @@ FROM bucket_lineages WHERE bucket = %(bucket)s
 ON CONFLICT DO NOTHING"""
 SETTLE_STAGE_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS settle_stage (
-    bucket smallint NOT NULL, tenant text NOT NULL, namespace text NOT NULL,
+    bucket integer NOT NULL, tenant text NOT NULL, namespace text NOT NULL,
     epoch integer NOT NULL, base bigint NOT NULL
 ) ON COMMIT DELETE ROWS"""
 SETTLE_COPY_SQL = "COPY settle_stage (bucket, tenant, namespace, epoch, base) FROM STDIN"

@@ -17,8 +17,10 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys (tenant);
 
+-- bucket: integer (up to 65,536 buckets). Databases created before that cap hold a
+-- smallint (up to 32,767) until `counterctl rebucket` remakes the table (repartition.sql).
 CREATE TABLE IF NOT EXISTS counters (
-    bucket     smallint NOT NULL CHECK (bucket >= 0),
+    bucket     integer NOT NULL CHECK (bucket >= 0),
     tenant     text NOT NULL,
     namespace  text NOT NULL,
     epoch      integer NOT NULL DEFAULT 0 CHECK (epoch >= 0),

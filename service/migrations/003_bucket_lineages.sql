@@ -4,7 +4,7 @@
 -- written (a stale node), and an unseen lineage is settled before it is written.
 -- Idempotent.
 CREATE TABLE IF NOT EXISTS bucket_lineages (
-    bucket      smallint NOT NULL CHECK (bucket >= 0),
+    bucket      integer NOT NULL CHECK (bucket >= 0),  -- smallint in older ones, as in 001
     seq         integer NOT NULL CHECK (seq > 0),
     lineage     text NOT NULL,
     accepted_at timestamptz NOT NULL DEFAULT now(),

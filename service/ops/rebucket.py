@@ -121,6 +121,7 @@ def _move_rows(conn: psycopg.Connection[Any], old: int, to: int) -> int:
         " set_config('counter.partitions', %s, true)",
         (str(to), partitions[0] if partitions else "1"),
     )
+    conn.execute("TRUNCATE bucket_lineages")  # repartition.sql widens its bucket column
     conn.execute(resources.files("service.ops").joinpath("repartition.sql").read_bytes())
     moved = conn.execute(
         sql.SQL(
@@ -134,7 +135,6 @@ def _move_rows(conn: psycopg.Connection[Any], old: int, to: int) -> int:
     before = conn.execute("SELECT count(*) FROM rebucket_rows").fetchone()
     if before is None or moved != before[0]:
         raise RuntimeError(f"rebucket moved {moved} rows of {before}: rolled back")
-    conn.execute("TRUNCATE bucket_lineages")
     conn.execute("UPDATE meta SET value = %s WHERE key = 'buckets'", (str(to),))
     return moved
 

@@ -8,7 +8,9 @@ count reads and increments each one from where it was.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,13 @@ from devstack import RedisCluster
 from service import keys
 from service.api.idempotency import Idempotency
 from service.flusher.plan import partition_ranges
-from service.migrate import LayoutMismatch, check_layout
+from service.migrate import LayoutMismatch, check_layout, migrate
 from service.ops import rebucket as rebucket_module
 from service.ops.commands import rebucket_command
 from service.ops.rebucket import NotReady, rebucket
 from service.redis_conn import connect
 from service.settings import Settings, _parse_nodes
+from tests import backends
 from tests.builders import NewTenant, make_store
 from tests.flush_helpers import flush
 
@@ -104,7 +107,7 @@ def test_a_flushed_deployment_moves_to_more_buckets_and_counts_on_exactly(
             ).fetchall()
         ranges = partition_ranges(TO, 16)
         assert [b[0] for b in bounds] == [
-            f"FOR VALUES FROM ('{r.start}') TO ('{r.stop}')" for r in ranges
+            f"FOR VALUES FROM ({r.start}) TO ({r.stop})" for r in ranges
         ]
 
         store = make_store(new)  # the service started with COUNTER_BUCKETS=TO
@@ -203,3 +206,93 @@ def test_a_bucket_count_out_of_range_or_unchanged_is_refused_before_any_connecti
     for to in (0, keys.MAX_BUCKETS + 1, settings.buckets):
         with pytest.raises(NotReady):
             rebucket(settings, to)
+
+
+def _make_old(dsn: str) -> None:
+    """Give a migrated 4,096-bucket database the bucket columns it had before the cap was
+    raised: smallint (repartition.sql, with the old type, under the old settings)."""
+    source = resources.files("service.ops").joinpath("repartition.sql").read_text("utf-8")
+    old_sql = source.replace("bucket     integer", "bucket     smallint").replace(
+        "TYPE integer", "TYPE smallint"
+    )
+    assert old_sql.count("smallint") == source.count("smallint") + 2
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "SELECT set_config('counter.buckets', '4096', true),"
+            " set_config('counter.partitions', '16', true)"
+        )
+        conn.execute(old_sql.encode())
+
+
+def _schema(dsn: str) -> dict[str, Any]:
+    """What a deployment's bucket tables are: columns, constraints, partitions."""
+    with psycopg.connect(dsn) as conn:
+        q = conn.execute
+        return {
+            "columns": q(
+                "SELECT attrelid::regclass::text, attname, format_type(atttypid, atttypmod),"
+                " attnotnull, pg_get_expr(adbin, adrelid) FROM pg_attribute"
+                " LEFT JOIN pg_attrdef ON adrelid = attrelid AND adnum = attnum"
+                " WHERE attrelid IN ('counters'::regclass, 'bucket_lineages'::regclass)"
+                " AND attnum > 0 AND NOT attisdropped ORDER BY 1, attnum"
+            ).fetchall(),
+            "constraints": q(
+                "SELECT conrelid::regclass::text, contype, pg_get_constraintdef(oid)"
+                " FROM pg_constraint WHERE conrelid IN"
+                " ('counters'::regclass, 'bucket_lineages'::regclass) ORDER BY 1, 2, 3"
+            ).fetchall(),
+            "partitions": q(
+                "SELECT relname, pg_get_expr(relpartbound, oid), reloptions FROM pg_class"
+                " WHERE relispartition AND relkind = 'r' AND relname LIKE 'counters_p%'"
+                " ORDER BY relname"
+            ).fetchall(),
+        }
+
+
+def test_an_old_database_widens_as_it_moves_past_32767_buckets(
+    tmp_path: Path, own_pg_dsn: str, new_tenant: NewTenant
+) -> None:
+    """A smallint database moves to the maximum, 65,536 buckets: its table is made again
+    exactly as a new database migrated at that count has it, and counting goes on."""
+    _make_old(own_pg_dsn)
+    with psycopg.connect(own_pg_dsn) as conn:
+        assert conn.execute(
+            "SELECT format_type(atttypid, NULL) FROM pg_attribute"
+            " WHERE attrelid = 'counters'::regclass AND attname = 'bucket'"
+        ).fetchone() == ("smallint",)
+    fresh = backends.create_empty_database(own_pg_dsn, f"counter_{uuid.uuid4().hex[:12]}")
+    cluster = RedisCluster(tmp_path / "cluster", masters=3)
+    try:
+        old = Settings(pg_dsn=own_pg_dsn, redis_nodes=_parse_nodes(cluster.start()))
+        new = replace(old, buckets=keys.MAX_BUCKETS)
+        migrate(replace(new, pg_dsn=fresh))  # a new deployment at the maximum
+        tenant, _ = new_tenant()
+        names = [f"n{i}" for i in range(100)]
+        store = make_store(old)
+        try:
+            expected = {ns: store.increment(tenant, ns, by=i + 1) for i, ns in enumerate(names)}
+        finally:
+            store.close()
+        flush(old)
+
+        assert rebucket(old, keys.MAX_BUCKETS).rows == len(names)
+
+        assert _schema(own_pg_dsn) == _schema(fresh)
+        check_layout(new)
+        after = _rows(own_pg_dsn, tenant)
+        assert {ns: r[0] for ns, r in after.items()} == {
+            ns: keys.bucket_of(tenant, ns, keys.MAX_BUCKETS) for ns in names
+        }
+        assert any(after[ns][0] > 32767 for ns in names)  # past what smallint holds
+        store = make_store(new)
+        try:
+            for ns in names:
+                assert store.increment(tenant, ns) == expected[ns] + 1
+        finally:
+            store.close()
+        flush(new)
+        assert {ns: r[2] for ns, r in _rows(own_pg_dsn, tenant).items()} == {
+            ns: v + 1 for ns, v in expected.items()
+        }
+    finally:
+        cluster.stop()

@@ -33,7 +33,7 @@ def test_cluster_nodes_are_parsed() -> None:
     ("extra", "name"),
     [
         ({"COUNTER_BUCKETS": "0"}, "COUNTER_BUCKETS"),
-        ({"COUNTER_BUCKETS": "40000"}, "COUNTER_BUCKETS"),
+        ({"COUNTER_BUCKETS": "65537"}, "COUNTER_BUCKETS"),
         ({"COUNTER_BUCKETS": "many"}, "COUNTER_BUCKETS"),
         ({"COUNTER_WORKERS": "-1"}, "COUNTER_WORKERS"),
         ({"COUNTER_WORKER_CLASS": "tornado"}, "COUNTER_WORKER_CLASS"),
@@ -50,6 +50,10 @@ def test_cluster_nodes_are_parsed() -> None:
 def test_a_bad_value_names_its_variable(extra: dict[str, str], name: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({**BASE, **extra})
+
+
+def test_the_bucket_count_goes_up_to_65536() -> None:
+    assert Settings.from_env({**BASE, "COUNTER_BUCKETS": "65536"}).buckets == 65536
 
 
 def test_missing_dsn_is_reported() -> None:
