@@ -24,7 +24,7 @@ from redis import Redis
 from redis.client import Pipeline
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 from service import keys
 from service.flusher.plan import Window
@@ -184,26 +184,66 @@ class RedisSide:
     def _run(
         self, node: Redis, todo: list[T], send: Callable[[Pipeline, T], object]
     ) -> list[Reply]:
-        for attempt in (1, 2):
-            pipe = node.pipeline(transaction=False)
-            for item in todo:
-                send(pipe, item)
-            out: list[Reply] = pipe.execute(raise_on_error=False)
-            if attempt == 1 and any(isinstance(r, NoScriptError) for r in out):
-                for script in SCRIPTS:
-                    node.script_load(script.source)
-                continue
-            for r in out:
-                if isinstance(r, Exception):
-                    raise r
-            return out
-        raise AssertionError("unreachable")
+        pipe = node.pipeline(transaction=False)
+        for item in todo:
+            send(pipe, item)
+        out: list[Reply] = pipe.execute(raise_on_error=False)
+        for r in out:
+            if isinstance(r, Exception):
+                raise r
+        return out
 
-    def _evalsha(
-        self, pipe: Pipeline, script: Script, bucket: int, *args: str | int | bytes
-    ) -> None:
-        script_keys = script.keys(self.keys[bucket])
-        pipe.evalsha(script.sha, len(script_keys), *script_keys, *args)
+    def _scripts(
+        self,
+        script: Script,
+        items: Sequence[T],
+        bucket_of: Callable[[T], int],
+        args_of: Callable[[T], Sequence[str | int | bytes]],
+    ) -> list[Reply]:
+        """``script`` once per item, on its bucket's keys with ``args_of(item)``; the
+        replies in item order. One pre-packed write per node, read raw (``_raw_replies``).
+
+        PERF: through redis-py pipelines (``_each``) the snapshot and clear of a pass
+        were most of the flusher's CPU (docs/performance.md). A NOSCRIPT (a node
+        restarted, a replica promoted) loads the scripts on that node and sends its
+        commands again: each is a read, or idempotent (clear a mark only if unchanged,
+        settle a lineage only if still open, reopen only if none is open).
+        """
+        owner = _slot_owners(self.client)
+        groups: dict[Redis, list[int]] = {}
+        for i, item in enumerate(items):
+            groups.setdefault(owner(self._slots[bucket_of(item)]), []).append(i)
+
+        def run(node: Redis, idx: list[int]) -> list[Reply]:
+            payload = b"".join(
+                pack(
+                    "EVALSHA",
+                    script.sha,
+                    len(script.roles),
+                    *script.keys(self.keys[bucket_of(items[i])]),
+                    *args_of(items[i]),
+                )
+                for i in idx
+            )
+            try:
+                return _raw_replies(node, payload, len(idx))
+            except ResponseError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+            for loaded in SCRIPTS:
+                node.script_load(loaded.source)
+            return _raw_replies(node, payload, len(idx))
+
+        jobs = list(groups.items())
+        if len(jobs) > 1:  # the nodes work in parallel, not one after the other
+            replies = list(self._pool.map(lambda g: run(*g), jobs))
+        else:
+            replies = [run(*g) for g in jobs]
+        out: list[Reply] = [None] * len(items)
+        for (_, idx), got in zip(jobs, replies, strict=True):
+            for i, reply in zip(idx, got, strict=True):
+                out[i] = reply
+        return out
 
     def dirty_heads(self, buckets: Sequence[int]) -> tuple[dict[int, int], float | None]:
         """Dirty count per bucket, and the oldest first-dirty score (ms) among them."""
@@ -241,11 +281,13 @@ class RedisSide:
         return out
 
     def snapshot(self, windows: Sequence[Window]) -> list[Snapshot]:
-        def send(pipe: Pipeline, w: Window) -> None:
-            self._evalsha(pipe, SNAPSHOT, w.bucket, w.start, w.start + w.count - 1, w.bucket)
-
         at_ms = int(time.time() * 1000)
-        raw = self._each(windows, lambda w: w.bucket, send)
+        raw = self._scripts(
+            SNAPSHOT,
+            windows,
+            lambda w: w.bucket,
+            lambda w: (w.start, w.start + w.count - 1, w.bucket),
+        )
         return [
             Snapshot(w.bucket, rows, int(read), int(gone), int(invalid), at_ms, lineage.decode())
             for w, (rows, read, gone, invalid, lineage) in zip(windows, raw, strict=True)
@@ -254,14 +296,12 @@ class RedisSide:
     def clear(self, snaps: Sequence[Snapshot]) -> list[int]:
         """Marks removed per snapshot (only where the counter still has the flushed state)."""
 
-        def send(pipe: Pipeline, s: Snapshot) -> None:
-            self._evalsha(pipe, CLEAR_DIRTY, s.bucket, s.rows, s.at_ms)
-
         todo = [i for i, s in enumerate(snaps) if s.rows]
         cleared = [0] * len(snaps)
-        for i, n in zip(
-            todo, self._each([snaps[i] for i in todo], lambda s: s.bucket, send), strict=True
-        ):
+        done = self._scripts(
+            CLEAR_DIRTY, [snaps[i] for i in todo], lambda s: s.bucket, lambda s: (s.rows, s.at_ms)
+        )
+        for i, n in zip(todo, done, strict=True):
             cleared[i] = int(n)
         return cleared
 
@@ -286,12 +326,12 @@ class RedisSide:
         """``(bucket, lineage id, [(member, epoch, new epoch, amount)])``: apply and close
         each lineage if it is still that one, open; increments added per item, or -1."""
         now_ms = int(time.time() * 1000)
-
-        def send(pipe: Pipeline, item: tuple[int, str, list[Settlement]]) -> None:
-            flat = [x for one in item[2] for x in one]
-            self._evalsha(pipe, SETTLE, item[0], item[1], now_ms, *flat)
-
-        out = self._each(items, lambda i: i[0], send)
+        out = self._scripts(
+            SETTLE,
+            items,
+            lambda i: i[0],
+            lambda i: (i[1], now_ms, *[x for one in i[2] for x in one]),
+        )
         return [-1 if int(raised) < 0 else int(added) for raised, added in out]
 
     def reopen(self, behind: Mapping[int, Sequence[str]]) -> list[int]:
@@ -299,9 +339,7 @@ class RedisSide:
         and mark its members found ``behind`` dirty so the flusher settles it."""
         now_ms = int(time.time() * 1000)
         items = sorted(behind.items())
-        out = self._each(
-            items, lambda i: i[0], lambda p, i: self._evalsha(p, REOPEN, i[0], now_ms, *i[1])
-        )
+        out = self._scripts(REOPEN, items, lambda i: i[0], lambda i: (now_ms, *i[1]))
         return [int(o) for o in out]
 
     def read_buckets(

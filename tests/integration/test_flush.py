@@ -225,6 +225,38 @@ def test_a_light_pass_over_many_partitions_is_one_batch(
     assert not dirty_names(r, backend.buckets, tenant, names)
 
 
+def test_scripts_lost_by_every_master_are_loaded_again_within_the_pass(
+    backend: Settings, r: Any, pg_dsn: str, new_tenant: NewTenant
+) -> None:
+    """A restarted node or a promoted replica has no scripts: the snapshot meets NOSCRIPT
+    first, and the clear too when they go between the two; both load them and go on."""
+    masters = (
+        [r.get_redis_connection(n) for n in r.get_primaries()]
+        if hasattr(r, "get_primaries")
+        else [r]
+    )
+
+    def forget_scripts(step: str) -> None:
+        if step == "commit":  # after the snapshot, before the clear
+            for node in masters:
+                node.script_flush()
+
+    f = Flusher(backend, fault=forget_scripts)
+    try:
+        f.flush_all()  # what earlier tests left
+        tenant, _ = new_tenant()
+        names = [f"s{i}" for i in range(200)]
+        increment(r, backend.buckets, tenant, dict.fromkeys(names, 3))
+        for node in masters:
+            node.script_flush()
+        result = f.flush_all()
+    finally:
+        f.close()
+    assert (result.rows_written, result.cleared) == (200, 200)
+    assert pg_states(pg_dsn, tenant) == dict.fromkeys(names, (0, 3))
+    assert not dirty_names(r, backend.buckets, tenant, names)
+
+
 def test_a_counter_deleted_from_redis_after_a_flush_continues_from_postgres(
     backend: Settings, r: Any, flusher: Flusher, pg_dsn: str, new_tenant: NewTenant
 ) -> None:
