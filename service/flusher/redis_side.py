@@ -1,16 +1,16 @@
 """The flusher's Redis side: per-node pipelines over buckets, and its Lua scripts.
 
-PERF: every step talks to Redis in one pipeline per node (buckets grouped by the
-node that owns their slot), never one round trip per bucket. EVALSHA is sent
-directly in those plain per-node pipelines; a NOSCRIPT (a node restarted or a
-replica was promoted) loads the scripts on that node and re-runs the pipeline.
-Re-running is safe because every command sent here is a read, or idempotent
-(clear a mark only if unchanged, raise only if lower).
+PERF: every step talks to Redis in one write per node (buckets grouped by the node
+that owns their slot), never one round trip per bucket. The scan and the scripts
+(EVALSHA) are packed by hiredis and their replies read raw (``_packed``,
+``_scripts``); the rare plain reads go through redis-py pipelines (``_each``). A
+NOSCRIPT (a node restarted or a replica was promoted) loads the scripts on that
+node and sends its commands again. That is safe because every command sent here
+is a read, or idempotent (clear a mark only if unchanged, raise only if lower).
 
 redis-py's cluster client does not pipeline EVALSHA per node by itself: the
-flusher asks it for each node's own client (``_node_of``, its one reach into
-redis-py's internals) and pipelines there.
-"""
+flusher asks it for each node's own client (``_node_of``, ``_slot_owners``: its
+reach into redis-py's internals) and writes there."""
 
 from __future__ import annotations
 
