@@ -17,9 +17,10 @@ import xxhash
 NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 TENANT_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 INVALID_NAMESPACE = "Invalid namespace: must be 1–64 chars, alphanumeric, hyphen or underscore only"
-# Buckets 0..65,535 (an integer column since migration 006). Not more: a worker holds
-# every bucket's key names and script keys, ~0.9 KB per bucket (59 MB at 65,536; the
-# flusher 44 MB), and a flush pass scans every bucket (docs/deploying.md's table).
+# Buckets 0..65,535 (an integer column; `counterctl rebucket` widens an older smallint).
+# Not more: a worker holds every bucket's key names and script keys, ~0.9 KB per bucket
+# (59 MB at 65,536; the flusher 44 MB), and a flush pass scans every bucket
+# (docs/deploying.md, the table of bucket counts).
 MAX_BUCKETS = 65536
 
 
