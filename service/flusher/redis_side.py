@@ -201,30 +201,39 @@ class RedisSide:
         args_of: Callable[[T], Sequence[str | int | bytes]],
     ) -> list[Reply]:
         """``script`` once per item, on its bucket's keys with ``args_of(item)``; the
-        replies in item order. One pre-packed write per node, read raw (``_raw_replies``).
+        replies in item order, through ``_raw``.
 
         PERF: through redis-py pipelines (``_each``) the snapshot and clear of a pass
-        were most of the flusher's CPU (docs/performance.md). A NOSCRIPT (a node
-        restarted, a replica promoted) loads the scripts on that node and sends its
-        commands again: each is a read, or idempotent (clear a mark only if unchanged,
-        settle a lineage only if still open, reopen only if none is open).
+        were most of the flusher's CPU (docs/performance.md).
+        """
+        buckets = [bucket_of(item) for item in items]
+        n_keys = len(script.roles)
+        return self._raw(
+            buckets,
+            lambda i: pack(
+                "EVALSHA",
+                script.sha,
+                n_keys,
+                *script.keys(self.keys[buckets[i]]),
+                *args_of(items[i]),
+            ),
+        )
+
+    def _raw(self, buckets: Sequence[int], command: Callable[[int], bytes]) -> list[Reply]:
+        """``command(i)`` (pre-packed) on the node of ``buckets[i]``, for every i: one write
+        per node, the nodes in parallel, replies read raw (``_raw_replies``), in order.
+
+        A NOSCRIPT (a node restarted, a replica promoted) loads the scripts on that node
+        and sends its commands again: each is a read, or idempotent (clear a mark only
+        if unchanged, settle a lineage only if still open, reopen only if none is open).
         """
         owner = _slot_owners(self.client)
         groups: dict[Redis, list[int]] = {}
-        for i, item in enumerate(items):
-            groups.setdefault(owner(self._slots[bucket_of(item)]), []).append(i)
+        for i, b in enumerate(buckets):
+            groups.setdefault(owner(self._slots[b]), []).append(i)
 
         def run(node: Redis, idx: list[int]) -> list[Reply]:
-            payload = b"".join(
-                pack(
-                    "EVALSHA",
-                    script.sha,
-                    len(script.roles),
-                    *script.keys(self.keys[bucket_of(items[i])]),
-                    *args_of(items[i]),
-                )
-                for i in idx
-            )
+            payload = b"".join(command(i) for i in idx)
             try:
                 return _raw_replies(node, payload, len(idx))
             except ResponseError as exc:
@@ -239,7 +248,7 @@ class RedisSide:
             replies = list(self._pool.map(lambda g: run(*g), jobs))
         else:
             replies = [run(*g) for g in jobs]
-        out: list[Reply] = [None] * len(items)
+        out: list[Reply] = [None] * len(buckets)
         for (_, idx), got in zip(jobs, replies, strict=True):
             for i, reply in zip(idx, got, strict=True):
                 out[i] = reply
@@ -264,21 +273,7 @@ class RedisSide:
         from 86 ms to the figure in docs/performance.md. Read-only, so a failure just
         fails the pass (retried).
         """
-        owner = _slot_owners(self.client)
-        groups: dict[Redis, list[int]] = {}
-        for i, b in enumerate(buckets):
-            groups.setdefault(owner(self._slots[b]), []).append(i)
-
-        def run(node: Redis, idx: list[int]) -> list[Reply]:
-            return _raw_replies(node, b"".join(commands[buckets[i]] for i in idx), len(idx))
-
-        out: list[Reply] = [None] * len(buckets)
-        for (_, idx), replies in zip(
-            groups.items(), self._pool.map(lambda g: run(*g), groups.items()), strict=True
-        ):
-            for i, reply in zip(idx, replies, strict=True):
-                out[i] = reply
-        return out
+        return self._raw(buckets, lambda i: commands[buckets[i]])
 
     def snapshot(self, windows: Sequence[Window]) -> list[Snapshot]:
         at_ms = int(time.time() * 1000)
