@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from devstack import free_port
+from service.flusher.priority import AUTOGROUP, AUTOGROUP_ENABLED, group_nice
 from service.settings import Settings
 from tests.builders import NewTenant
 from tests.flush_helpers import (
@@ -37,11 +38,24 @@ def flusher_env(s: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start(env: dict[str, str], log: Path, own_session: bool = False) -> subprocess.Popen[bytes]:
     if not FLUSHER.exists():
         pytest.fail(f"{FLUSHER} is missing: run `pip install -e .` to create the console script")
     with open(log, "wb") as fh:
-        return subprocess.Popen([str(FLUSHER)], env=env, stdout=fh, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [str(FLUSHER)],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=own_session,
+        )
+
+
+def autogroup_on() -> bool:
+    try:
+        return AUTOGROUP_ENABLED.read_text().strip() == "1"
+    except OSError:
+        return False
 
 
 def wait_for_line(log: Path, text: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -81,6 +95,8 @@ def test_sigterm_or_sigint_drains_every_increment_and_exits_0(
         wait_for_line(log, "flusher started", proc, 30)
         # It yields the CPU to request handling: niceness raised by COUNTER_FLUSHER_NICE.
         assert os.getpriority(os.PRIO_PROCESS, proc.pid) == min(19, os.nice(0) + 7)
+        if autogroup_on():  # it shares this session: the group's niceness is not its own
+            assert Path(f"/proc/{proc.pid}/autogroup").read_text() == AUTOGROUP.read_text()
         deadline = time.monotonic() + 30
         while "counter_flush_pass_seconds_count 1.0" not in (exposition := scrape(port)):
             assert time.monotonic() < deadline, exposition  # the first pass is over
@@ -136,3 +152,27 @@ def test_a_flusher_with_another_bucket_count_refuses_to_start(
     proc = start(flusher_env(backend, COUNTER_BUCKETS="1024"), log)
     assert proc.wait(timeout=30) == 2
     assert "refusing to start" in log.read_text()
+
+
+@pytest.mark.skipif(not autogroup_on(), reason="the kernel does not group sessions (autogroup)")
+def test_a_flusher_leading_its_own_session_lowers_its_sessions_group_too(
+    backend: Settings, tmp_path: Path
+) -> None:
+    """Under autogroup a session is one scheduling group and nice only ranks inside it:
+    a flusher alone in its session must lower the group, or it competes with the
+    workers' session at equal weight (as under devstack before this was found)."""
+    log = tmp_path / "flusher.log"
+    env = flusher_env(backend, COUNTER_FLUSH_INTERVAL="3600", COUNTER_FLUSHER_NICE="7")
+    proc = start(env, log, own_session=True)
+    try:
+        wait_for_line(log, "flusher started", proc, 30)
+        expected = min(19, os.nice(0) + 7)
+        assert os.getpriority(os.PRIO_PROCESS, proc.pid) == expected
+        assert group_nice(Path(f"/proc/{proc.pid}/autogroup")) == expected
+        started = [e for e in map(json.loads, log.read_text().splitlines()) if "autogroup" in e]
+        assert started[0]["autogroup"] == f"group at nice {expected}"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
