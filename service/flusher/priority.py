@@ -34,17 +34,17 @@ def yield_cpu(increment: int) -> str:
         return "no autogroup"  # not Linux, or a kernel built without it
     if os.getsid(0) != os.getpid():
         return "shared session: group left alone"
-    if group_nice() >= nice:
-        return f"group already at nice {group_nice()}"
-    for attempt in range(2):
+    try:
+        if group_nice() >= nice:
+            return f"group already at nice {group_nice()}"
         try:
             AUTOGROUP.write_text(str(nice))
-            break
         except BlockingIOError:  # EAGAIN: the kernel allows one change per 100 ms
-            if attempt:
-                raise
             time.sleep(0.1)
-    return f"group at nice {group_nice()}"
+            AUTOGROUP.write_text(str(nice))
+        return f"group at nice {group_nice()}"
+    except OSError as exc:  # a read-only /proc (some containers): only nice applies
+        return f"group left alone: {exc.strerror or exc}"
 
 
 def group_nice(path: Path = AUTOGROUP) -> int:
