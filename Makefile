@@ -77,7 +77,7 @@ bench-quick: install   ## ~2 minutes: the service against its ceiling, naive bas
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m benchmarks.run --profile quick
 
-bench: install         ## ~20 minutes: the full profile; report in benchmarks/results/ and LATEST.md
+bench: install         ## ~27 minutes: the full profile; report in benchmarks/results/ and LATEST.md
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m benchmarks.run --profile full
 

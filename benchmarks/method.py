@@ -22,6 +22,9 @@ METHOD = """\
   spread the generator's keep-alive connections over the gunicorn workers (whoever wins the
   accept race gets the connection, so the spread is often uneven); at a fixed offered load the
   worker holding the most connections saturates first, which wrk's closed loop hides.
+  Each point runs in {latency_rounds} round(s) of {latency_duration:g} s (a round offers every
+  load once); the table shows the round with the median p99, every round's p99 beside it, and
+  that round judges the latency goal.
 - **CPU split**: psutil CPU times of each process tree (gunicorn master + workers; Redis
   nodes; postmaster + backends; flusher) before and after each window; the load generator by
   `RUSAGE_CHILDREN`; "irq" is interrupt time (mostly loopback networking, which belongs to no

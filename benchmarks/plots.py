@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from benchmarks.goals import MAIN, main_rps, sweep_summary  # noqa: E402
+from benchmarks.goals import MAIN, main_rps, median_rounds, sweep_summary  # noqa: E402
 
 CPU_PARTS = ("server", "redis", "postgres", "flusher", "loadgen", "harness", "irq", "other")
 
@@ -76,7 +76,8 @@ def latency(results: dict[str, Any], path: Path) -> None:
     for ax, pct in zip(axes, pcts, strict=True):
         for app in labels:
             pts = sorted(
-                (p for p in results["latency"] if p["app"] == app), key=lambda p: p["fraction"]
+                (p for p in median_rounds(results["latency"]) if p["app"] == app),
+                key=lambda p: p["fraction"],
             )
             if not pts:
                 continue
@@ -108,7 +109,7 @@ def cpu(results: dict[str, Any], path: Path) -> None:
     ]
     rows += [
         {**p, "workload": f"open loop {int(p['fraction'] * 100)}%"}
-        for p in results["latency"]
+        for p in median_rounds(results["latency"])
         if p["app"] == "service"
     ]
     fig, ax = plt.subplots(figsize=(13, 4.8))

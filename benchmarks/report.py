@@ -59,7 +59,7 @@ def markdown(results: dict[str, Any], plot_dir: str) -> str:
         out += ["## Hot path of a service worker (py-spy)", "", *s.pyspy()]
     if results["notes"]:
         out += ["## Notes", "", *(f"- {n}" for n in results["notes"]), ""]
-    fmt = {**p, "cpus": m["cpus"], "equal": p["equal_workers"]}
+    fmt = {"latency_rounds": 1, **p, "cpus": m["cpus"], "equal": p["equal_workers"]}
     fmt["workers"] = ", ".join(map(str, p["workers"]))
     out += ["## How this was measured", "", METHOD.format(**fmt)]
     out += ["Reproduce: `make bench` or `make bench-quick`; see `benchmarks/README.md`.", ""]

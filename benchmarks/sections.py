@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.goals import latency_flags, main_rps, sweep_summary
+from benchmarks.goals import latency_flags, main_rps, median_rounds, sweep_summary
 
 CPU_KEYS = ("server", "redis", "postgres", "flusher", "loadgen", "irq", "other")
 CPU_HEAD = "CPU cores: " + " / ".join(CPU_KEYS)
@@ -117,7 +117,7 @@ class Sections:
 
     def latency(self) -> list[str]:
         rows = []
-        for q in self.r["latency"]:
+        for q in median_rounds(self.r["latency"]):
             lat = q["latency_ms"]
             flags = latency_flags(q)
             trust = f"no: {flags}" if flags else "yes"
@@ -132,6 +132,7 @@ class Sections:
                     fmt(q["queued"]),
                     f"{fmt(q['dispatch_lag_ms']['p99'], 2)} ms, {fmt(q['cpu'].get('loadgen'), 2)}",
                     "/".join(map(str, q.get("connections_per_worker", []))),
+                    " / ".join(fmt(x, 2) for x in q["p99_rounds"]),
                     trust,
                 ]
             )
@@ -148,6 +149,7 @@ class Sections:
             "queued",
             "generator: lag p99, cores",
             "connections per worker",
+            "p99 of each round (median shown)",
             "trusted",
         ]
         return table(heads, rows)

@@ -115,8 +115,9 @@ class Sweep:
             for workload in spec.workloads:
                 if workload != MAIN and (self.p.all_workloads or spec.product):
                     self.wrk(s, workload, self.p.duration, "best")
-            for fraction in self.p.latency_fractions:
-                self.openloop(s, fraction, max_rps)
+            for rnd in range(self.p.latency_rounds):  # a round is every offered load once
+                for fraction in self.p.latency_fractions:
+                    self.openloop(s, fraction, max_rps, rnd)
             if spec.name == "service":
                 self.flush_lag(s)
                 if self.profile_worker:
@@ -124,7 +125,7 @@ class Sweep:
         finally:
             s.stop()
 
-    def openloop(self, s: Server, fraction: float, max_rps: float) -> None:
+    def openloop(self, s: Server, fraction: float, max_rps: float, rnd: int = 0) -> None:
         rate = max(1.0, round(fraction * max_rps))
         with cpu.CpuWindow(self.groups(s)) as w:
             point = latency.run_point(
@@ -139,6 +140,7 @@ class Sweep:
             "app": s.spec.name,
             "workers": s.workers,
             "fraction": fraction,
+            "round": rnd,
             **point,
             "cpu": w.result,
         }
