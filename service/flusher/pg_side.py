@@ -46,15 +46,18 @@ FROM flush_stage s CROSS JOIN LATERAL (
     WHERE bucket = s.bucket AND tenant = s.tenant AND namespace = s.namespace LIMIT 1
 ) c
 WHERE (c.epoch, c.value) > (s.epoch, s.value)"""
-# Holders of a partition's lock whose session has been idle (not running a query) for
-# longer than the lease: a flusher stopped or hung mid-pass. Terminating the backend
-# ends its lock and its transaction, so the stuck flusher can never commit later.
+# Holders of a partition's lock whose session has waited on its client for longer than
+# the lease: idle (between statements), or active but waiting to read or write the client
+# (a COPY FROM STDIN left open), since that state began. That is a flusher stopped or hung
+# mid-pass; one whose query is running is never taken. Terminating the backend ends its
+# lock and its transaction, so the stuck flusher can never commit later.
 TAKEOVER_SQL = """
 WITH stuck AS MATERIALIZED (
     SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
       AND l.classid = %(cls)s::oid AND l.objid = %(part)s::oid
-      AND a.pid <> pg_backend_pid() AND a.state <> 'active'
+      AND a.pid <> pg_backend_pid()
+      AND (a.state <> 'active' OR a.wait_event_type = 'Client')
       AND a.state_change < now() - make_interval(secs => %(lease)s)
 )  -- MATERIALIZED: the holders are chosen first, only then is any of them terminated
 SELECT pid FROM stuck WHERE pg_terminate_backend(pid)"""

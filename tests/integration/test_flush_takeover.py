@@ -51,3 +51,25 @@ def test_a_holder_that_is_working_is_never_taken_over(pg_dsn: str) -> None:
         busy.unlock(PARTITION + 1)
         busy.close()
         other.close()
+
+
+def test_a_holder_stopped_mid_copy_loses_its_partition_after_the_lease(pg_dsn: str) -> None:
+    """A flusher stopped while streaming its COPY leaves its session *active*, waiting to
+    read from the client (ClientRead), not idle: that is stuck all the same. (Seen in CI:
+    flusher a SIGSTOPped holding every partition, none taken over within 6 s.)"""
+    stuck, other = FlushDb(pg_dsn, lease=1.0), FlushDb(pg_dsn, lease=1.0)
+    try:
+        assert stuck.lock(PARTITION + 2, wait=False)
+        conn = stuck.conn()
+        conn.execute("CREATE TEMP TABLE staged (bucket int, value bigint)")
+        with pytest.raises(psycopg.OperationalError), stuck.transaction():
+            with conn.cursor().copy("COPY staged FROM STDIN") as copy:
+                copy.write(b"1\t1\n")
+                assert not other.lock(PARTITION + 2, wait=False)  # within the lease
+                time.sleep(1.5)  # the COPY is open, nothing more comes: stopped
+                assert other.lock(PARTITION + 2, wait=False)  # past it: taken over
+            # leaving the block ends the COPY on a terminated session: it commits nothing
+    finally:
+        other.unlock(PARTITION + 2)
+        other.close()
+        stuck.close()
