@@ -159,8 +159,9 @@ class FlushDb:
     def lock(self, partition: int, wait: bool) -> bool:
         """Take ownership of a partition for this session; ``wait`` blocks (lock_timeout).
 
-        A holder that has not used its session for ``lease`` seconds while holding the
-        partition (a flusher stopped or hung mid-pass) is terminated first: its
+        A holder whose session has waited on it for ``lease`` seconds while holding the
+        partition (a flusher stopped or hung mid-pass, between statements or mid-COPY;
+        ``TAKEOVER_SQL``) is terminated first: its
         session, lock and open transaction end, so it can no longer commit anything.
         """
         conn = self.conn()
