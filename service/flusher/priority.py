@@ -27,16 +27,13 @@ def yield_cpu(increment: int) -> str:
     nice = os.nice(increment)
     if increment == 0:
         return "unchanged"
-    try:
-        if AUTOGROUP_ENABLED.read_text().strip() != "1":
-            return "no autogroup"
-    except OSError:
-        return "no autogroup"  # not Linux, or a kernel built without it
+    if not autogroup_enabled():
+        return "no autogroup"
     if os.getsid(0) != os.getpid():
         return "shared session: group left alone"
     try:
-        if group_nice() >= nice:
-            return f"group already at nice {group_nice()}"
+        if (now := group_nice()) >= nice:
+            return f"group already at nice {now}"
         try:
             AUTOGROUP.write_text(str(nice))
         except BlockingIOError:  # EAGAIN: the kernel allows one change per 100 ms
@@ -45,6 +42,14 @@ def yield_cpu(increment: int) -> str:
         return f"group at nice {group_nice()}"
     except OSError as exc:  # a read-only /proc (some containers): only nice applies
         return f"group left alone: {exc.strerror or exc}"
+
+
+def autogroup_enabled() -> bool:
+    """Whether the kernel schedules sessions as groups (false off Linux, or built without)."""
+    try:
+        return AUTOGROUP_ENABLED.read_text().strip() == "1"
+    except OSError:
+        return False
 
 
 def group_nice(path: Path = AUTOGROUP) -> int:

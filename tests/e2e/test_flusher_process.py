@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from devstack import free_port
-from service.flusher.priority import AUTOGROUP, AUTOGROUP_ENABLED, group_nice
+from service.flusher.priority import AUTOGROUP, autogroup_enabled, group_nice
 from service.settings import Settings
 from tests.builders import NewTenant
 from tests.flush_helpers import (
@@ -49,13 +49,6 @@ def start(env: dict[str, str], log: Path, own_session: bool = False) -> subproce
             stderr=subprocess.STDOUT,
             start_new_session=own_session,
         )
-
-
-def autogroup_on() -> bool:
-    try:
-        return AUTOGROUP_ENABLED.read_text().strip() == "1"
-    except OSError:
-        return False
 
 
 def wait_for_line(log: Path, text: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -95,7 +88,7 @@ def test_sigterm_or_sigint_drains_every_increment_and_exits_0(
         wait_for_line(log, "flusher started", proc, 30)
         # It yields the CPU to request handling: niceness raised by COUNTER_FLUSHER_NICE.
         assert os.getpriority(os.PRIO_PROCESS, proc.pid) == min(19, os.nice(0) + 7)
-        if autogroup_on():  # it shares this session: the group's niceness is not its own
+        if autogroup_enabled():  # it shares this session: the group's niceness is not its own
             assert Path(f"/proc/{proc.pid}/autogroup").read_text() == AUTOGROUP.read_text()
         deadline = time.monotonic() + 30
         while "counter_flush_pass_seconds_count 1.0" not in (exposition := scrape(port)):
@@ -154,7 +147,7 @@ def test_a_flusher_with_another_bucket_count_refuses_to_start(
     assert "refusing to start" in log.read_text()
 
 
-@pytest.mark.skipif(not autogroup_on(), reason="the kernel does not group sessions (autogroup)")
+@pytest.mark.skipif(not autogroup_enabled(), reason="the kernel does not group sessions")
 def test_a_flusher_leading_its_own_session_lowers_its_sessions_group_too(
     backend: Settings, tmp_path: Path
 ) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from service.flusher.priority import AUTOGROUP_ENABLED
+from service.flusher.priority import autogroup_enabled
 
 CHILD = """
 import os, sys
@@ -38,14 +38,7 @@ def run(session: str, autogroup: str = "-") -> tuple[str, int]:
     return out[0], int(out[1])
 
 
-def autogroup_on() -> bool:
-    try:
-        return AUTOGROUP_ENABLED.read_text().strip() == "1"
-    except OSError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not autogroup_on(), reason="no autogroup in this kernel")
+pytestmark = pytest.mark.skipif(not autogroup_enabled(), reason="no autogroup in this kernel")
 
 
 def test_in_a_shared_session_only_the_process_yields() -> None:
