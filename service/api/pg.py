@@ -38,7 +38,10 @@ log = logging.getLogger("counter.pg")
 UNAVAILABLE = "Database unavailable, retry later"
 RETRY_AFTER = 1.0  # seconds of immediate 503s after a failure, per worker
 PROBE_TIMEOUT = 0.05  # seconds a query waits for a connection while PostgreSQL is down
-RECONNECT_TIMEOUT = 0.5  # seconds a try after a broken connection waits for another
+# Seconds a try after a broken connection waits for the pool's new one. After a
+# restart that is a fork and an authentication on a server just out of recovery:
+# 0.5 s was too short once on a loaded CI machine (a 503 right after the restart).
+RECONNECT_TIMEOUT = 2.0
 
 
 class Database:
