@@ -26,8 +26,8 @@
 -- PERF: an item is 2 ARGVs without a seed or a key (6 before). One HMGET and one
 -- ZADD per bucket instead of an HEXISTS and a ZADD per item cost Redis more CPU per
 -- item here: a batch of 100 items over 4,096 buckets has ~1 item per bucket. Buckets
--- are read where their ARGVs are (K, F, L), not copied into a table each: 5.3-5.8 ->
--- 4.6-4.8 µs of script per item (docs/performance.md, 2026-12-03).
+-- are read where their ARGVs are (K, F, L), not copied into a table each: 5.1-5.2 ->
+-- 4.7-4.8 µs of script per item (docs/performance.md, 2026-12-03).
 local token = ARGV[#ARGV]
 local fingerprint, seeded = ARGV[4], ARGV[5] == '1'
 local R = 3 + (seeded and 2 or 0) -- offset of an item's record key
