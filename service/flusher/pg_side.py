@@ -18,79 +18,24 @@ from typing import Any, NamedTuple
 
 import psycopg
 
+from service import queries
+
 log = logging.getLogger("counter.flusher")
 LOCK_CLASS = 0x666C7573  # advisory lock space of flush ownership ("flus"), key = partition
-STAGE_DDL = """
-CREATE TEMP TABLE IF NOT EXISTS flush_stage (
-    bucket integer NOT NULL, tenant text NOT NULL, namespace text NOT NULL,
-    epoch integer NOT NULL, value bigint NOT NULL
-) ON COMMIT DELETE ROWS"""
-# Text format: snapshot.lua builds the rows, and names of [A-Za-z0-9_-] need no escaping.
-COPY_SQL = "COPY flush_stage (bucket, tenant, namespace, epoch, value) FROM STDIN"
-# ORDER BY: rows are locked in key order, the same in every transaction (no deadlock
-# even without the partition ownership), and index pages are visited in order.
-UPSERT_SQL = """
-INSERT INTO counters AS c (bucket, tenant, namespace, epoch, value, updated_at)
-SELECT bucket, tenant, namespace, epoch, value, now() FROM flush_stage
-ORDER BY bucket, tenant, namespace
-ON CONFLICT (bucket, tenant, namespace) DO UPDATE
-SET epoch = EXCLUDED.epoch, value = EXCLUDED.value, updated_at = EXCLUDED.updated_at
-WHERE (c.epoch, c.value) < (EXCLUDED.epoch, EXCLUDED.value)"""
-# Rows the guard skipped because PostgreSQL is ahead of what Redis holds. LATERAL …
-# LIMIT 1 keeps it one primary-key lookup per staged row (with run-time partition
-# pruning): as a plain join the planner hashes the whole counters table.
-AHEAD_SQL = """
-SELECT s.bucket, s.tenant, s.namespace, c.epoch, c.value
-FROM flush_stage s CROSS JOIN LATERAL (
-    SELECT epoch, value FROM counters
-    WHERE bucket = s.bucket AND tenant = s.tenant AND namespace = s.namespace LIMIT 1
-) c
-WHERE (c.epoch, c.value) > (s.epoch, s.value)"""
-# Holders of a partition's lock whose session has waited on its client for longer than
-# the lease: idle (between statements), or active but waiting to read or write the client
-# (a COPY FROM STDIN left open), since that state began. That is a flusher stopped or hung
-# mid-pass; one whose query is running is never taken. Terminating the backend ends its
-# lock and its transaction, so the stuck flusher can never commit later.
-TAKEOVER_SQL = """
-WITH stuck AS MATERIALIZED (
-    SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-      AND l.classid = %(cls)s::oid AND l.objid = %(part)s::oid
-      AND a.pid <> pg_backend_pid()
-      AND (a.state <> 'active' OR a.wait_event_type = 'Client')
-      AND a.state_change < now() - make_interval(secs => %(lease)s)
-)  -- MATERIALIZED: the holders are chosen first, only then is any of them terminated
-SELECT pid FROM stuck WHERE pg_terminate_backend(pid)"""
-# pg_try_advisory_lock is volatile: evaluated once per partition, in order.
-TRY_MANY_SQL = """
-SELECT p FROM unnest(%(parts)s::int[]) AS p WHERE pg_try_advisory_lock(%(cls)s, p)"""
-UNLOCK_MANY_SQL = """
-SELECT pg_advisory_unlock(%(cls)s, p) FROM unnest(%(parts)s::int[]) AS p"""
-LINEAGES_SQL = """
-SELECT bucket, lineage FROM bucket_lineages WHERE bucket = ANY(%s) ORDER BY bucket, seq"""
-ACCEPT_SQL = """
-INSERT INTO bucket_lineages (bucket, seq, lineage)
-SELECT %(bucket)s, coalesce(max(seq), 0) + 1, %(lineage)s
-FROM bucket_lineages WHERE bucket = %(bucket)s
-ON CONFLICT DO NOTHING"""
-SETTLE_STAGE_DDL = """
-CREATE TEMP TABLE IF NOT EXISTS settle_stage (
-    bucket integer NOT NULL, tenant text NOT NULL, namespace text NOT NULL,
-    epoch integer NOT NULL, base bigint NOT NULL
-) ON COMMIT DELETE ROWS"""
-SETTLE_COPY_SQL = "COPY settle_stage (bucket, tenant, namespace, epoch, base) FROM STDIN"
-# Where PostgreSQL holds more than a counter's (epoch, base): the epoch to take and the
-# amount settle.lua adds (value - base; below 0 only with a newer epoch, a lost reset).
-AMOUNTS_SQL = """
-SELECT s.bucket, s.tenant, s.namespace, s.epoch, c.epoch, c.value - s.base
-FROM settle_stage s CROSS JOIN LATERAL (
-    SELECT epoch, value FROM counters
-    WHERE bucket = s.bucket AND tenant = s.tenant AND namespace = s.namespace LIMIT 1
-) c
-WHERE (c.epoch, c.value) > (s.epoch, s.base)"""
-READ_SQL = """
-SELECT bucket, tenant, namespace, epoch, value FROM counters
-WHERE bucket = ANY(%(buckets)s) AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s)"""
+_SQL = queries.load("service.flusher", "flush.sql")  # each statement's why is there
+STAGE_DDL = _SQL["create_flush_stage"]
+COPY_SQL = _SQL["copy_flush_stage"]
+UPSERT_SQL = _SQL["upsert"]
+AHEAD_SQL = _SQL["ahead"]
+TAKEOVER_SQL = _SQL["take_over"]
+TRY_MANY_SQL = _SQL["try_lock_many"]
+UNLOCK_MANY_SQL = _SQL["unlock_many"]
+LINEAGES_SQL = _SQL["lineages"]
+ACCEPT_SQL = _SQL["accept_lineage"]
+SETTLE_STAGE_DDL = _SQL["create_settle_stage"]
+SETTLE_COPY_SQL = _SQL["copy_settle_stage"]
+AMOUNTS_SQL = _SQL["settle_amounts"]
+READ_SQL = _SQL["read_rows"]
 
 
 class Stored(NamedTuple):
@@ -136,9 +81,7 @@ class FlushDb:
                 connect_timeout=max(1, int(self.connect_timeout)),
             )
             try:
-                conn.execute("SET synchronous_commit = on")
-                conn.execute("SET lock_timeout = '60s'")  # waits of `flush --once` are bounded
-                conn.execute("SET statement_timeout = '120s'")
+                conn.execute(_SQL["session_settings"])
                 conn.execute(STAGE_DDL)
                 conn.execute(SETTLE_STAGE_DDL)
             except BaseException:
@@ -153,7 +96,7 @@ class FlushDb:
             self._conn = None
 
     def partitions(self) -> int:
-        row = self.conn().execute("SELECT value FROM meta WHERE key = 'partitions'").fetchone()
+        row = self.conn().execute(_SQL["partitions"]).fetchone()
         return int(row[0]) if row else 1
 
     def lock(self, partition: int, wait: bool) -> bool:
@@ -165,7 +108,7 @@ class FlushDb:
         session, lock and open transaction end, so it can no longer commit anything.
         """
         conn = self.conn()
-        try_sql = "SELECT pg_try_advisory_lock(%s, %s)"
+        try_sql = _SQL["try_lock"]
         row = conn.execute(try_sql, (LOCK_CLASS, partition)).fetchone()
         if row and row[0]:
             return True
@@ -182,7 +125,7 @@ class FlushDb:
                     return True
                 time.sleep(0.05)
         if wait:
-            conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, partition))
+            conn.execute(_SQL["lock"], (LOCK_CLASS, partition))
             return True
         return False
 
@@ -208,7 +151,7 @@ class FlushDb:
         if self._conn is None or self._conn.closed:
             return
         try:
-            self._conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, partition))
+            self._conn.execute(_SQL["unlock"], (LOCK_CLASS, partition))
         except psycopg.Error:
             self.close()
 
