@@ -22,11 +22,11 @@ from typing import Any, NamedTuple
 
 import psycopg
 
+from service import queries
 from service.keys import is_valid_tenant
 
 KEY_PREFIX = "ck_"
 KEY_FORMAT = re.compile(r"ck_[A-Za-z0-9_-]{43}")  # token_urlsafe(32): 43 characters
-CHANNEL = "api_keys"  # NOTIFY channel of migration 004; payload: the key's id
 SCOPES = {"read": 0, "increment": 1, "admin": 2}  # each allows what those below allow
 DEFAULT_SCOPE = "increment"
 MAX_RATE = 1e6  # requests per second; GCRA works in µs, so 1 µs per request at most
@@ -83,7 +83,7 @@ def check_limits(rate: float | None, burst: int | None) -> tuple[float | None, i
     return rate, burst
 
 
-_RECORD = "id, tenant, prefix, created_at, revoked_at, scope, rate, burst"
+_SQL = queries.load("service", "apikeys.sql")  # KeyRecord's fields: the records' columns
 
 
 def create_key(
@@ -101,9 +101,7 @@ def create_key(
     key = new_key()
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute(
-            "INSERT INTO api_keys (tenant, key_hash, prefix, scope, rate, burst)"
-            f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_RECORD}",
-            (tenant, hash_key(key), key[:10], scope, rate, burst),
+            _SQL["create"], (tenant, hash_key(key), key[:10], scope, rate, burst)
         ).fetchone()
     assert row is not None
     return KeyRecord(*row), key
@@ -113,34 +111,21 @@ def update_limits(dsn: str, key_id: int, rate: float | None, burst: int | None) 
     """Set (or, with no rate, remove) a key's limit; False when no such active key."""
     rate, burst = check_limits(rate, burst)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        cur = conn.execute(
-            "UPDATE api_keys SET rate = %s, burst = %s WHERE id = %s AND revoked_at IS NULL",
-            (rate, burst, key_id),
-        )
+        cur = conn.execute(_SQL["update_limits"], (rate, burst, key_id))
         return cur.rowcount == 1
 
 
 def list_keys(dsn: str, tenant: str | None = None) -> list[KeyRecord]:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        rows = conn.execute(
-            f"SELECT {_RECORD} FROM api_keys"
-            " WHERE %(t)s::text IS NULL OR tenant = %(t)s ORDER BY id",
-            {"t": tenant},
-        ).fetchall()
+        rows = conn.execute(_SQL["list"], {"t": tenant}).fetchall()
     return [KeyRecord(*row) for row in rows]
 
 
 def revoke_key(dsn: str, key_id: int) -> bool:
     """True when a live key was revoked now; False when unknown or already revoked."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        cur = conn.execute(
-            "UPDATE api_keys SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL",
-            (key_id,),
-        )
+        cur = conn.execute(_SQL["revoke"], (key_id,))
         return cur.rowcount == 1
-
-
-_ACTIVE = "SELECT key_hash, id, tenant, scope, rate, burst FROM api_keys WHERE revoked_at IS NULL"
 
 
 def _grants(rows: Iterable[Any]) -> dict[bytes, Grant]:
@@ -149,9 +134,14 @@ def _grants(rows: Iterable[Any]) -> dict[bytes, Grant]:
 
 def active_keys(conn: psycopg.Connection[Any]) -> dict[bytes, Grant]:
     """Every active key: the full load and the periodic resync of a worker."""
-    return _grants(conn.execute(_ACTIVE).fetchall())
+    return _grants(conn.execute(_SQL["active"]).fetchall())
 
 
 def active_keys_among(conn: psycopg.Connection[Any], ids: list[int]) -> dict[bytes, Grant]:
     """Those of ``ids`` still active: what a worker reads after a notification."""
-    return _grants(conn.execute(_ACTIVE + " AND id = ANY(%s)", (ids,)).fetchall())
+    return _grants(conn.execute(_SQL["active_among"], (ids,)).fetchall())
+
+
+def listen(conn: psycopg.Connection[Any]) -> None:
+    """Follow every change to a key (migration 004 NOTIFYs its id)."""
+    conn.execute(_SQL["listen"])

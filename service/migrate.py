@@ -12,10 +12,12 @@ from importlib import resources
 
 import psycopg
 
+from service import queries
 from service.settings import Settings
 
 log = logging.getLogger("counter.migrate")
 LOCK_ID = 0x636F756E  # advisory lock: one migrator at a time
+_SQL = queries.load("service", "migrate.sql")
 
 
 class LayoutMismatch(RuntimeError):
@@ -32,26 +34,19 @@ def migrate(settings: Settings) -> list[str]:
     """Apply pending migrations; returns the names applied now."""
     applied_now: list[str] = []
     with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_ID,))
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations"
-            " (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
+        conn.execute(_SQL["lock"], (LOCK_ID,))
+        conn.execute(_SQL["create_history"])
+        done = {row[0] for row in conn.execute(_SQL["applied"])}
         for name, sql in migration_files():
             if name in done:
                 continue
             with conn.transaction():
-                conn.execute(
-                    "SELECT set_config('counter.buckets', %s, true),"
-                    " set_config('counter.partitions', %s, true)",
-                    (str(settings.buckets), str(settings.partitions)),
-                )
+                conn.execute(_SQL["layout"], (str(settings.buckets), str(settings.partitions)))
                 conn.execute(sql.encode())
-                conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (name,))
+                conn.execute(_SQL["record"], (name,))
             applied_now.append(name)
             log.info("migration applied", extra={"migration": name})
-        conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_ID,))
+        conn.execute(_SQL["unlock"], (LOCK_ID,))
     check_layout(settings)
     return applied_now
 
@@ -60,7 +55,7 @@ def check_layout(settings: Settings) -> None:
     """Raise LayoutMismatch unless PostgreSQL records the configured bucket count."""
     with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
         try:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'buckets'").fetchone()
+            row = conn.execute(_SQL["recorded_buckets"]).fetchone()
         except psycopg.errors.UndefinedTable:
             row = None
     if row is None:

@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from service.apikeys import CHANNEL, Grant, active_keys, active_keys_among
+from service.apikeys import Grant, active_keys, active_keys_among, listen
 from service.fastpath.pg_coop import with_timeouts
 from service.logs import OutageLog
 
@@ -91,7 +91,7 @@ class KeySet:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self._dsn, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
+                    listen(conn)
                     self._load_all(conn)
                     delay = RETRY_MIN
                     self._follow(conn)

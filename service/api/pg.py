@@ -28,6 +28,7 @@ import psycopg
 from psycopg.errors import ConnectionTimeout, QueryCanceled
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from service import queries
 from service.errors import BackendUnavailable
 from service.fastpath.coop import LoopHooks
 from service.fastpath.pg_coop import CoopPool, with_timeouts
@@ -35,6 +36,7 @@ from service.logs import OutageLog
 from service.settings import Settings
 
 log = logging.getLogger("counter.pg")
+_SQL = queries.load("service.api", "counters.sql")
 UNAVAILABLE = "Database unavailable, retry later"
 RETRY_AFTER = 1.0  # seconds of immediate 503s after a failure, per worker
 PROBE_TIMEOUT = 0.05  # seconds a query waits for a connection while PostgreSQL is down
@@ -145,23 +147,15 @@ class Database:
 
     def read_counter(self, bucket: int, tenant: str, namespace: str) -> tuple[int, int]:
         """``(epoch, value)`` of the stored row, ``(0, 0)`` when there is none."""
-        row = self._fetchone(
-            "SELECT epoch, value FROM counters WHERE bucket = %s AND tenant = %s"
-            " AND namespace = %s",
-            (bucket, tenant, namespace),
-        )
+        row = self._fetchone(_SQL["read_counter"], (bucket, tenant, namespace))
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
     def read_info(self, bucket: int, tenant: str, namespace: str) -> tuple[Any, ...] | None:
         """``(epoch, value, created_at, updated_at)`` of the stored row, None without one."""
-        return self._fetchone(
-            "SELECT epoch, value, created_at, updated_at FROM counters WHERE bucket = %s"
-            " AND tenant = %s AND namespace = %s",
-            (bucket, tenant, namespace),
-        )
+        return self._fetchone(_SQL["read_info"], (bucket, tenant, namespace))
 
     def ping(self) -> bool:
         try:
-            return self._fetchone("SELECT 1", ()) is not None
+            return self._fetchone(_SQL["ping"], ()) is not None
         except BackendUnavailable:
             return False

@@ -33,13 +33,14 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from service import keys
+from service import keys, queries
 from service.flusher.redis_side import RedisSide
 from service.migrate import LOCK_ID
 from service.redis_conn import connect
 from service.settings import Settings
 
 log = logging.getLogger("counter.rebucket")
+_SQL = queries.load("service.ops", "rebucket.sql")
 NAMES_PER_FETCH = 50_000  # rows of (tenant, namespace) given their new bucket at a time
 SCAN_COUNT = 1_000
 BUCKET_KEYS = "c:{*"  # every key of a bucket: service.keys (values, marks, records, ...)
@@ -65,9 +66,9 @@ def rebucket(settings: Settings, to: int) -> Rebucketed:
     try:
         _refuse_dirty(side, settings.buckets, "before")
         with psycopg.connect(settings.pg_dsn) as conn:  # one transaction, committed at the end
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_ID,))  # no migrate meanwhile
-            conn.execute("SET LOCAL lock_timeout = '10s'")  # a session still using it: fail
-            conn.execute("LOCK TABLE counters IN ACCESS EXCLUSIVE MODE")
+            conn.execute(_SQL["exclusive"], (LOCK_ID,))
+            conn.execute(_SQL["lock_timeout"])
+            conn.execute(_SQL["lock_counters"])
             rows = _move_rows(conn, settings.buckets, to)
             _refuse_dirty(side, settings.buckets, "while PostgreSQL was rewritten")
             deleted = _delete_bucket_keys(side.client)
@@ -90,52 +91,33 @@ def _refuse_dirty(side: RedisSide, n_buckets: int, when: str) -> None:
 
 def _move_rows(conn: psycopg.Connection[Any], old: int, to: int) -> int:
     """Every row to its bucket under ``to``, in new partitions (inside the transaction)."""
-    recorded = conn.execute("SELECT value FROM meta WHERE key = 'buckets'").fetchone()
+    recorded = conn.execute(_SQL["recorded_buckets"]).fetchone()
     if recorded is None or int(recorded[0]) != old:
         raise NotReady(f"PostgreSQL records {recorded and recorded[0]} buckets, not {old}")
-    columns = [
-        str(r[0])
-        for r in conn.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = 'counters'::regclass"
-            " AND attnum > 0 AND NOT attisdropped AND attname <> 'bucket' ORDER BY attnum"
-        )
-    ]
+    columns = [str(r[0]) for r in conn.execute(_SQL["columns"])]
     kept = sql.SQL(", ").join(map(sql.Identifier, columns))
-    conn.execute(
-        sql.SQL("CREATE TEMP TABLE rebucket_rows ON COMMIT DROP AS SELECT {} FROM counters").format(
-            kept
-        )
-    )
-    conn.execute(
-        "CREATE TEMP TABLE rebucket_to (tenant text, namespace text, bucket int) ON COMMIT DROP"
-    )
+    conn.execute(sql.SQL(_SQL["copy_rows_out"]).format(kept))
+    conn.execute(_SQL["create_new_buckets"])
     with conn.cursor(name="rebucket_names") as names:
-        names.execute("SELECT tenant, namespace FROM rebucket_rows")
+        names.execute(_SQL["names"])
         while batch := names.fetchmany(NAMES_PER_FETCH):
-            with conn.cursor().copy("COPY rebucket_to FROM STDIN") as copy:
+            with conn.cursor().copy(_SQL["copy_new_buckets"]) as copy:
                 for tenant, namespace in batch:
                     copy.write_row((tenant, namespace, keys.bucket_of(tenant, namespace, to)))
-    partitions = conn.execute("SELECT value FROM meta WHERE key = 'partitions'").fetchone()
-    conn.execute(
-        "SELECT set_config('counter.buckets', %s, true),"
-        " set_config('counter.partitions', %s, true)",
-        (str(to), partitions[0] if partitions else "1"),
-    )
-    conn.execute("TRUNCATE bucket_lineages")  # repartition.sql widens its bucket column
+    partitions = conn.execute(_SQL["recorded_partitions"]).fetchone()
+    conn.execute(_SQL["layout"], (str(to), partitions[0] if partitions else "1"))
+    conn.execute(_SQL["forget_lineages"])
     conn.execute(resources.files("service.ops").joinpath("repartition.sql").read_bytes())
     moved = conn.execute(
-        sql.SQL(
-            "INSERT INTO counters (bucket, {cols}) SELECT t.bucket, {src} FROM rebucket_rows r"
-            " JOIN rebucket_to t USING (tenant, namespace)"
-        ).format(
+        sql.SQL(_SQL["copy_rows_back"]).format(
             cols=kept,
             src=sql.SQL(", ").join(sql.Identifier("r", c) for c in columns),
         )
     ).rowcount
-    before = conn.execute("SELECT count(*) FROM rebucket_rows").fetchone()
+    before = conn.execute(_SQL["count_rows"]).fetchone()
     if before is None or moved != before[0]:
         raise RuntimeError(f"rebucket moved {moved} rows of {before}: rolled back")
-    conn.execute("UPDATE meta SET value = %s WHERE key = 'buckets'", (str(to),))
+    conn.execute(_SQL["record_buckets"], (str(to),))
     return moved
 
 
