@@ -83,7 +83,7 @@ def check_limits(rate: float | None, burst: int | None) -> tuple[float | None, i
     return rate, burst
 
 
-_SQL = queries.load("service", "apikeys.sql")  # KeyRecord's fields: the records' columns
+_SQL = queries.load("service", "apikeys.sql")  # "create" and "list" return KeyRecord fields
 
 
 def create_key(
