@@ -23,19 +23,7 @@ from service import queries
 log = logging.getLogger("counter.flusher")
 LOCK_CLASS = 0x666C7573  # advisory lock space of flush ownership ("flus"), key = partition
 _SQL = queries.load("service.flusher", "flush.sql")  # each statement's why is there
-STAGE_DDL = _SQL["create_flush_stage"]
-COPY_SQL = _SQL["copy_flush_stage"]
-UPSERT_SQL = _SQL["upsert"]
-AHEAD_SQL = _SQL["ahead"]
-TAKEOVER_SQL = _SQL["take_over"]
-TRY_MANY_SQL = _SQL["try_lock_many"]
-UNLOCK_MANY_SQL = _SQL["unlock_many"]
-LINEAGES_SQL = _SQL["lineages"]
-ACCEPT_SQL = _SQL["accept_lineage"]
-SETTLE_STAGE_DDL = _SQL["create_settle_stage"]
-SETTLE_COPY_SQL = _SQL["copy_settle_stage"]
-AMOUNTS_SQL = _SQL["settle_amounts"]
-READ_SQL = _SQL["read_rows"]
+UPSERT_SQL = _SQL["upsert"]  # benchmarks/flush_bench.py times it alone
 
 
 class Stored(NamedTuple):
@@ -49,7 +37,7 @@ class Stored(NamedTuple):
 
 
 class Amount(NamedTuple):
-    """What settle.lua adds to a counter of an open lineage (see AMOUNTS_SQL)."""
+    """What settle.lua adds to a counter of an open lineage (see "settle_amounts" in flush.sql)."""
 
     bucket: int
     tenant: str
@@ -82,8 +70,8 @@ class FlushDb:
             )
             try:
                 conn.execute(_SQL["session_settings"])
-                conn.execute(STAGE_DDL)
-                conn.execute(SETTLE_STAGE_DDL)
+                conn.execute(_SQL["create_flush_stage"])
+                conn.execute(_SQL["create_settle_stage"])
             except BaseException:
                 conn.close()
                 raise
@@ -104,7 +92,7 @@ class FlushDb:
 
         A holder whose session has waited on it for ``lease`` seconds while holding the
         partition (a flusher stopped or hung mid-pass, between statements or mid-COPY;
-        ``TAKEOVER_SQL``) is terminated first: its
+        "take_over" in flush.sql) is terminated first: its
         session, lock and open transaction end, so it can no longer commit anything.
         """
         conn = self.conn()
@@ -113,7 +101,7 @@ class FlushDb:
         if row and row[0]:
             return True
         args = {"cls": LOCK_CLASS, "part": partition, "lease": self.lease}
-        stuck = [r[0] for r in conn.execute(TAKEOVER_SQL, args).fetchall()]
+        stuck = [r[0] for r in conn.execute(_SQL["take_over"], args).fetchall()]
         if stuck:
             log.warning(
                 "partition taken over from a stuck flusher",
@@ -133,7 +121,9 @@ class FlushDb:
         """``lock`` of several partitions without waiting, all tried in one round trip:
         those now owned. Only a partition another session holds goes on to ``lock``'s
         takeover check, one by one."""
-        tried = self.conn().execute(TRY_MANY_SQL, {"cls": LOCK_CLASS, "parts": list(partitions)})
+        tried = self.conn().execute(
+            _SQL["try_lock_many"], {"cls": LOCK_CLASS, "parts": list(partitions)}
+        )
         got = {int(row[0]) for row in tried}
         return [p for p in partitions if p in got or self.lock(p, wait=False)]
 
@@ -142,7 +132,7 @@ class FlushDb:
         if not partitions or self._conn is None or self._conn.closed:
             return
         try:
-            self._conn.execute(UNLOCK_MANY_SQL, {"cls": LOCK_CLASS, "parts": list(partitions)})
+            self._conn.execute(_SQL["unlock_many"], {"cls": LOCK_CLASS, "parts": list(partitions)})
         except psycopg.Error:
             self.close()
 
@@ -165,13 +155,13 @@ class FlushDb:
         """Stage and upsert COPY text ``rows`` (inside ``transaction()``): (rows written,
         rows where PostgreSQL is ahead of what was staged)."""
         with self.conn().cursor() as cur:
-            with cur.copy(COPY_SQL) as copy:
+            with cur.copy(_SQL["copy_flush_stage"]) as copy:
                 copy.write(rows)
-            cur.execute(UPSERT_SQL)
+            cur.execute(_SQL["upsert"])
             written = max(cur.rowcount, 0)
             ahead: list[Stored] = []
             if written < n_rows:  # only then can the guard have skipped a row
-                ahead = [Stored(*r) for r in cur.execute(AHEAD_SQL).fetchall()]
+                ahead = [Stored(*r) for r in cur.execute(_SQL["ahead"]).fetchall()]
         return written, ahead
 
     def write(
@@ -185,19 +175,19 @@ class FlushDb:
 
     def read(self, buckets: Sequence[int], tenant: str | None = None) -> list[Stored]:
         """Stored rows of ``buckets`` (of one tenant, if given), for verify."""
-        sql, args = READ_SQL, {"buckets": list(buckets), "tenant": tenant}
+        sql, args = _SQL["read_rows"], {"buckets": list(buckets), "tenant": tenant}
         return [Stored(*r) for r in self.conn().execute(sql, args).fetchall()]
 
     def lineages(self, buckets: Sequence[int]) -> dict[int, list[str]]:
         """The lineages PostgreSQL accepted for each of ``buckets``, oldest first."""
         known: dict[int, list[str]] = {}
-        for bucket, lineage in self.conn().execute(LINEAGES_SQL, (list(buckets),)):
+        for bucket, lineage in self.conn().execute(_SQL["lineages"], (list(buckets),)):
             known.setdefault(int(bucket), []).append(str(lineage))
         return known
 
     def accept(self, bucket: int, lineage: str) -> None:
         """Make ``lineage`` the bucket's current one (inside ``transaction()``)."""
-        self.conn().execute(ACCEPT_SQL, {"bucket": bucket, "lineage": lineage})
+        self.conn().execute(_SQL["accept_lineage"], {"bucket": bucket, "lineage": lineage})
 
     def amounts(self, bases: bytes) -> list[Amount]:
         """For COPY text ``bases`` ("bucket\\ttenant\\tnamespace\\tepoch\\tbase\\n"): what
@@ -205,7 +195,7 @@ class FlushDb:
         if not bases:
             return []
         with self.conn().cursor() as cur:
-            with cur.copy(SETTLE_COPY_SQL) as copy:
+            with cur.copy(_SQL["copy_settle_stage"]) as copy:
                 copy.write(bases)
-            rows = cur.execute(AMOUNTS_SQL).fetchall()
+            rows = cur.execute(_SQL["settle_amounts"]).fetchall()
         return [Amount(*row) for row in rows]
