@@ -73,3 +73,22 @@ def test_a_holder_stopped_mid_copy_loses_its_partition_after_the_lease(pg_dsn: s
         other.unlock(PARTITION + 2)
         other.close()
         stuck.close()
+
+
+def test_a_flusher_connection_commits_durably_and_bounds_its_waits(pg_dsn: str) -> None:
+    """flush.sql's session settings (one statement of three SETs) all reach the session:
+    a mark is cleared only after a durable commit, and lock and statement waits end."""
+    db = FlushDb(pg_dsn, lease=1.0)
+    try:
+        conn = db.conn()
+        shown = {
+            name: conn.execute(f"SHOW {name}").fetchone()
+            for name in ("synchronous_commit", "lock_timeout", "statement_timeout")
+        }
+        assert shown == {
+            "synchronous_commit": ("on",),
+            "lock_timeout": ("1min",),
+            "statement_timeout": ("2min",),
+        }
+    finally:
+        db.close()
