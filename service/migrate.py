@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from importlib import resources
+from typing import Any
 
 import psycopg
 
@@ -41,7 +42,7 @@ def migrate(settings: Settings) -> list[str]:
             if name in done:
                 continue
             with conn.transaction():
-                conn.execute(_SQL["layout"], (str(settings.buckets), str(settings.partitions)))
+                set_layout(conn, settings.buckets, settings.partitions)
                 conn.execute(sql.encode())
                 conn.execute(_SQL["record"], (name,))
             applied_now.append(name)
@@ -55,13 +56,24 @@ def check_layout(settings: Settings) -> None:
     """Raise LayoutMismatch unless PostgreSQL records the configured bucket count."""
     with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
         try:
-            row = conn.execute(_SQL["recorded_buckets"]).fetchone()
+            buckets = recorded(conn, "buckets")
         except psycopg.errors.UndefinedTable:
-            row = None
-    if row is None:
+            buckets = None
+    if buckets is None:
         raise LayoutMismatch("database is not migrated: run `counterctl migrate`")
-    if int(row[0]) != settings.buckets:
+    if int(buckets) != settings.buckets:
         raise LayoutMismatch(
             f"COUNTER_BUCKETS={settings.buckets} but the database was created with "
-            f"{row[0]} buckets; counters would be mis-routed, refusing to start"
+            f"{buckets} buckets; counters would be mis-routed, refusing to start"
         )
+
+
+def recorded(conn: psycopg.Connection[Any], key: str) -> str | None:
+    """What ``meta`` records of the layout under ``key`` ('buckets', 'partitions')."""
+    row = conn.execute(_SQL["meta_value"], (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_layout(conn: psycopg.Connection[Any], buckets: int, partitions: int | str) -> None:
+    """Tell this transaction's SQL (the migrations, repartition.sql) the layout to build."""
+    conn.execute(_SQL["layout"], (str(buckets), str(partitions)))

@@ -22,5 +22,6 @@ SELECT set_config('counter.buckets', %s, true), set_config('counter.partitions',
 -- name: record
 INSERT INTO schema_migrations (name) VALUES (%s);
 
--- name: recorded_buckets
-SELECT value FROM meta WHERE key = 'buckets';
+-- name: meta_value
+-- What the first migration recorded of the layout: 'buckets' or 'partitions'.
+SELECT value FROM meta WHERE key = %s;

@@ -96,9 +96,6 @@ WHERE bucket = ANY(%(buckets)s) AND (%(tenant)s::text IS NULL OR tenant = %(tena
 -- `counterctl flush --once` for a busy partition are bounded.
 SET synchronous_commit = on; SET lock_timeout = '60s'; SET statement_timeout = '120s';
 
--- name: partitions
-SELECT value FROM meta WHERE key = 'partitions';
-
 -- name: try_lock
 SELECT pg_try_advisory_lock(%s, %s);
 

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import psycopg
 
 from service import queries
+from service.migrate import recorded
 
 log = logging.getLogger("counter.flusher")
 LOCK_CLASS = 0x666C7573  # advisory lock space of flush ownership ("flus"), key = partition
@@ -84,8 +85,7 @@ class FlushDb:
             self._conn = None
 
     def partitions(self) -> int:
-        row = self.conn().execute(_SQL["partitions"]).fetchone()
-        return int(row[0]) if row else 1
+        return int(recorded(self.conn(), "partitions") or 1)
 
     def lock(self, partition: int, wait: bool) -> bool:
         """Take ownership of a partition for this session; ``wait`` blocks (lock_timeout).

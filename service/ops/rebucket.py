@@ -35,7 +35,7 @@ from psycopg import sql
 
 from service import keys, queries
 from service.flusher.redis_side import RedisSide
-from service.migrate import LOCK_ID
+from service.migrate import LOCK_ID, recorded, set_layout
 from service.redis_conn import connect
 from service.settings import Settings
 
@@ -91,9 +91,9 @@ def _refuse_dirty(side: RedisSide, n_buckets: int, when: str) -> None:
 
 def _move_rows(conn: psycopg.Connection[Any], old: int, to: int) -> int:
     """Every row to its bucket under ``to``, in new partitions (inside the transaction)."""
-    recorded = conn.execute(_SQL["recorded_buckets"]).fetchone()
-    if recorded is None or int(recorded[0]) != old:
-        raise NotReady(f"PostgreSQL records {recorded and recorded[0]} buckets, not {old}")
+    buckets = recorded(conn, "buckets")
+    if buckets is None or int(buckets) != old:
+        raise NotReady(f"PostgreSQL records {buckets} buckets, not {old}")
     columns = [str(r[0]) for r in conn.execute(_SQL["columns"])]
     kept = sql.SQL(", ").join(map(sql.Identifier, columns))
     conn.execute(sql.SQL(_SQL["copy_rows_out"]).format(kept))
@@ -104,8 +104,7 @@ def _move_rows(conn: psycopg.Connection[Any], old: int, to: int) -> int:
             with conn.cursor().copy(_SQL["copy_new_buckets"]) as copy:
                 for tenant, namespace in batch:
                     copy.write_row((tenant, namespace, keys.bucket_of(tenant, namespace, to)))
-    partitions = conn.execute(_SQL["recorded_partitions"]).fetchone()
-    conn.execute(_SQL["layout"], (str(to), partitions[0] if partitions else "1"))
+    set_layout(conn, to, recorded(conn, "partitions") or "1")  # what repartition.sql reads
     conn.execute(_SQL["forget_lineages"])
     conn.execute(resources.files("service.ops").joinpath("repartition.sql").read_bytes())
     moved = conn.execute(

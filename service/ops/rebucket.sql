@@ -13,12 +13,6 @@ SET LOCAL lock_timeout = '10s';
 -- name: lock_counters
 LOCK TABLE counters IN ACCESS EXCLUSIVE MODE;
 
--- name: recorded_buckets
-SELECT value FROM meta WHERE key = 'buckets';
-
--- name: recorded_partitions
-SELECT value FROM meta WHERE key = 'partitions';
-
 -- name: columns
 -- Every column of counters but the bucket, in table order.
 SELECT attname FROM pg_attribute WHERE attrelid = 'counters'::regclass
@@ -35,10 +29,6 @@ SELECT tenant, namespace FROM rebucket_rows;
 
 -- name: copy_new_buckets
 COPY rebucket_to FROM STDIN;
-
--- name: layout
--- What repartition.sql reads: the new bucket count and the partition count.
-SELECT set_config('counter.buckets', %s, true), set_config('counter.partitions', %s, true);
 
 -- name: forget_lineages
 -- repartition.sql widens bucket_lineages' bucket column; Redis is emptied after.
