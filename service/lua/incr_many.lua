@@ -41,12 +41,12 @@ while i < #ARGV do
   i = i + 6 + S * items
 end
 -- Phase 1, reads only: every bucket is served here, and whose lineage is this node's.
-local open, stale = {}, false
+local open, stale, mine = {}, false, token .. ':' -- a lineage of this node starts so
 for n = 1, #K do
   local k = K[n]
   redis.call('EXISTS', ARGV[k], ARGV[k + 1], ARGV[k + 2], ARGV[k + 3], ARGV[k + 4])
   local lineage = redis.call('GET', ARGV[k + 3])
-  if not lineage or string.sub(lineage, 1, #token + 1) ~= token .. ':' then
+  if not lineage or string.sub(lineage, 1, #mine) ~= mine then
     open[n], stale = true, true
   end
 end
