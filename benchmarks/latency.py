@@ -1,11 +1,12 @@
 """Run one open-loop latency point (``openloop.py`` in a child process) against a server.
 
-Besides the generator's JSON, it records how the generator's keep-alive
-connections ended up spread over the gunicorn workers: the kernel hands a new
-connection to whichever worker wins the accept race, so a few workers may hold
-most of them. Closed-loop wrk hides that (a slow connection just sends less);
-at a fixed offered load, the worker holding the most connections saturates
-first, which is what a client with long-lived connections would see too.
+Besides the generator's JSON, it records how the generator's keep-alive connections
+ended up spread over the gunicorn workers: for the baselines the kernel hands a new
+connection to whichever worker wins the accept race, so a few workers may hold most of
+them; the service steers each to a random worker (service/api/steering.py). Closed-loop
+wrk hides that (a slow connection just sends less); at a fixed offered load, the worker
+holding the most connections saturates first, which is what a client with long-lived
+connections would see too.
 """
 
 from __future__ import annotations

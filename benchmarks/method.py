@@ -19,8 +19,9 @@ METHOD = """\
   needs CPU: its share is shown, and a point whose scheduler fell behind (p99 dispatch lag
   over 5 ms) is marked *generator-bound* and not trusted; one where more than 1% of requests
   found every connection busy is marked *saturated*. "connections per worker" is how the kernel
-  spread the generator's keep-alive connections over the gunicorn workers (whoever wins the
-  accept race gets the connection, so the spread is often uneven); at a fixed offered load the
+  spread the generator's keep-alive connections over the gunicorn workers (the service's
+  master steers each to a random worker's listener, so the spread is a coin toss per
+  connection; the baselines' go to whoever wins the accept race); at a fixed offered load the
   worker holding the most connections saturates first, which wrk's closed loop hides.
   Each point runs in {latency_rounds} round(s) of {latency_duration:g} s (a round offers every
   load once); the table shows the round with the median p99, every round's p99 beside it, and

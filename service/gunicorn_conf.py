@@ -13,6 +13,7 @@ import sys
 import tempfile
 from typing import Any
 
+from service.api.steering import steer_to_workers
 from service.logs import setup_logging
 from service.migrate import LayoutMismatch, check_layout
 from service.settings import Settings, SettingsError
@@ -94,6 +95,28 @@ def on_starting(server: Any) -> None:
         from gunicorn import sock
 
         server.LISTENERS = sock.create_sockets(server.cfg, server.log)
+    steer(server, server.num_workers)
+
+
+def nworkers_changed(server: Any, new_value: int, old_value: int | None) -> None:
+    """TTIN / TTOU: steer new connections over the new number of workers."""
+    if old_value is not None:  # None: the arbiter's setup, before on_starting
+        steer(server, new_value)
+
+
+def steer(server: Any, workers: int) -> None:
+    """Send new connections to the workers' own listeners (service/api/steering.py)."""
+    if _settings.worker_class != "meinheld":  # gthread workers share the master's listener
+        return
+    for listener in server.LISTENERS:
+        sock = getattr(listener, "sock", listener)
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            continue
+        try:
+            steer_to_workers(sock, workers)
+        except OSError as exc:  # not Linux >= 4.5, or a sandbox without it: the kernel's hash
+            server.log.warning("connections not steered to the workers' listeners: %s", exc)
+            return
 
 
 def child_exit(server: Any, worker: Any) -> None:

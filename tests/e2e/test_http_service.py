@@ -9,6 +9,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -130,35 +131,21 @@ def test_counterctl_creates_lists_and_revokes_keys(settings: Settings) -> None:
 def test_every_worker_has_a_listener_of_its_own_and_takes_connections(
     settings: Settings, tmp_path: Path, new_tenant: NewTenant
 ) -> None:
-    """SO_REUSEPORT listeners per worker: the kernel spreads connections over workers."""
+    """SO_REUSEPORT listeners per worker, and new connections steered to them, never to
+    the master's listener (service/api/steering.py): with the workers stopped, the
+    kernel's accept queues show where each new connection went."""
     import psutil
 
     _, key = new_tenant()
     server = Gunicorn(settings_env(settings, COUNTER_WORKERS="2"), tmp_path / "g.log")
     try:
         server.wait_ready()
-        workers = psutil.Process(server.proc.pid).children()
-        assert len(workers) == 2
-
-        def listeners(p: psutil.Process) -> set[int]:
-            return {
-                c.fd
-                for c in p.net_connections(kind="tcp")
-                if c.status == psutil.CONN_LISTEN and c.laddr.port == server.port
-            }
-
-        deadline = time.monotonic() + 10  # a worker opens its own when it starts serving
-        while not all(len(listeners(w)) == 2 for w in workers):  # the shared one and its own
-            assert time.monotonic() < deadline, [listeners(w) for w in workers]
-            time.sleep(0.05)
-        parts = urlsplit(server.url)
-        conns = [
-            http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
-            for _ in range(60)
-        ]
+        workers = listening_workers(server, 2)
+        conns, queued = queue_requests(server, workers, key, 60)
+        assert queued["shared"] == 0, queued
+        assert sum(queued["own"]) == 60 and min(queued["own"]) >= 15, queued
         for conn in conns:
-            conn.request("POST", "/v1/misc/counter/spread", headers={"requiems-api-key": key})
-            assert conn.getresponse().read()
+            assert conn.getresponse().status == 200
         held = [
             sum(
                 1
@@ -167,11 +154,96 @@ def test_every_worker_has_a_listener_of_its_own_and_takes_connections(
             )
             for w in workers
         ]
-        assert sum(held) == 60 and min(held) >= 9, held  # not all piled onto one worker
+        assert held == queued["own"], (held, queued)
         for conn in conns:
             conn.close()
     finally:
         server.stop()
+
+
+def test_a_worker_added_with_ttin_is_steered_connections_too(
+    settings: Settings, tmp_path: Path, new_tenant: NewTenant
+) -> None:
+    """SIGTTIN adds a worker: the steering is redone for three (nworkers_changed), so the
+    new worker's listener gets its share instead of none."""
+    _, key = new_tenant()
+    server = Gunicorn(settings_env(settings, COUNTER_WORKERS="2"), tmp_path / "g.log")
+    try:
+        server.wait_ready()
+        listening_workers(server, 2)
+        server.proc.send_signal(signal.SIGTTIN)
+        workers = listening_workers(server, 3)
+        conns, queued = queue_requests(server, workers, key, 90)
+        assert queued["shared"] == 0 and min(queued["own"]) >= 15, queued
+        for conn in conns:
+            assert conn.getresponse().status == 200
+            conn.close()
+    finally:
+        server.stop()
+
+
+def listening_workers(server: Gunicorn, n: int) -> list[Any]:
+    """The ``n`` workers, once each listens on the shared listener and one of its own."""
+    import psutil
+
+    deadline = time.monotonic() + 15
+    while True:
+        workers = psutil.Process(server.proc.pid).children()
+        if len(workers) == n and all(
+            len(listener_inodes(w.pid, server.port)) == 2 for w in workers
+        ):
+            return workers
+        assert time.monotonic() < deadline, [w.pid for w in workers]
+        time.sleep(0.05)
+
+
+def queue_requests(
+    server: Gunicorn, workers: list[Any], key: str, n: int
+) -> tuple[list[http.client.HTTPConnection], dict[str, Any]]:
+    """Send ``n`` requests on new connections while the workers are stopped; how many
+    wait on the master's listener (``shared``) and on each worker's own (``own``)."""
+    (shared,) = listener_inodes(server.proc.pid, server.port)
+    own = [(listener_inodes(w.pid, server.port) - {shared}).pop() for w in workers]
+    parts = urlsplit(server.url)
+    for w in workers:
+        w.suspend()
+    try:  # the kernel completes the handshakes and queues the connections
+        conns = [
+            http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+            for _ in range(n)
+        ]
+        for conn in conns:  # with data: meinheld's listeners defer accept until it comes
+            conn.request("POST", "/v1/misc/counter/spread", headers={"requiems-api-key": key})
+        time.sleep(0.2)
+        queues = accept_queues(server.port)
+    finally:
+        for w in workers:
+            w.resume()
+    return conns, {"shared": queues.get(shared, 0), "own": [queues.get(i, 0) for i in own]}
+
+
+def listener_inodes(pid: int, port: int) -> set[int]:
+    """Inodes of the listening sockets on ``port`` that process ``pid`` holds."""
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = fd.readlink().name
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            held.add(int(target[8:-1]))
+    return held & set(accept_queues(port))
+
+
+def accept_queues(port: int) -> dict[int, int]:
+    """Listening sockets on ``port``: inode -> connections waiting to be accepted."""
+    queues = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            f = line.split()
+            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                queues[int(f[9])] = int(f[4].split(":")[1], 16)  # inode, rx_queue
+    return queues
 
 
 def increments_metric(url: str) -> float:
