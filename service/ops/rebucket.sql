@@ -3,11 +3,11 @@
 -- table's columns, so a later migration's column moves too).
 
 -- name: exclusive
--- No migrate meanwhile (its advisory lock); a session still using the table fails
--- the lock within 10 s instead of waiting.
+-- No migrate meanwhile (its advisory lock).
 SELECT pg_advisory_xact_lock(%s);
 
 -- name: lock_timeout
+-- A session still using the table fails the table lock within 10 s instead of waiting.
 SET LOCAL lock_timeout = '10s';
 
 -- name: lock_counters

@@ -9,6 +9,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
+
 from devstack import free_port
 from service.settings import Settings
 
@@ -59,3 +61,19 @@ class Gunicorn:
         if self.proc.poll() is None:
             self.proc.terminate()
         return self.proc.wait(timeout)
+
+
+def listening_workers(server: Gunicorn) -> list[psutil.Process]:
+    """Workers of ``server`` holding both their listeners (the master's and their own)."""
+    ready = []
+    for worker in psutil.Process(server.proc.pid).children():
+        try:
+            conns = worker.net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            continue
+        listening = [
+            c for c in conns if c.status == psutil.CONN_LISTEN and c.laddr.port == server.port
+        ]
+        if len(listening) == 2:
+            ready.append(worker)
+    return ready

@@ -20,7 +20,7 @@ from service.keys import INVALID_NAMESPACE
 from service.settings import Settings
 from tests.builders import NewTenant
 from tests.e2e.http_client import hammer, request
-from tests.e2e.server import BIN, Gunicorn, settings_env
+from tests.e2e.server import BIN, Gunicorn, listening_workers, settings_env
 
 
 def test_post_then_get_over_http(service_url: str, new_tenant: NewTenant) -> None:
@@ -140,7 +140,7 @@ def test_every_worker_has_a_listener_of_its_own_and_takes_connections(
     server = Gunicorn(settings_env(settings, COUNTER_WORKERS="2"), tmp_path / "g.log")
     try:
         server.wait_ready()
-        workers = listening_workers(server, 2)
+        workers = wait_listening(server, 2)
         conns, queued = queue_requests(server, workers, key, 60)
         assert queued["shared"] == 0, queued
         assert sum(queued["own"]) == 60 and min(queued["own"]) >= 15, queued
@@ -170,9 +170,9 @@ def test_a_worker_added_with_ttin_is_steered_connections_too(
     server = Gunicorn(settings_env(settings, COUNTER_WORKERS="2"), tmp_path / "g.log")
     try:
         server.wait_ready()
-        listening_workers(server, 2)
+        wait_listening(server, 2)
         server.proc.send_signal(signal.SIGTTIN)
-        workers = listening_workers(server, 3)
+        workers = wait_listening(server, 3)
         conns, queued = queue_requests(server, workers, key, 90)
         assert queued["shared"] == 0 and min(queued["own"]) >= 15, queued
         for conn in conns:
@@ -182,19 +182,13 @@ def test_a_worker_added_with_ttin_is_steered_connections_too(
         server.stop()
 
 
-def listening_workers(server: Gunicorn, n: int) -> list[Any]:
-    """The ``n`` workers, once each listens on the shared listener and one of its own."""
-    import psutil
-
+def wait_listening(server: Gunicorn, n: int) -> list[Any]:
+    """The ``n`` workers, once each holds both its listeners."""
     deadline = time.monotonic() + 15
-    while True:
-        workers = psutil.Process(server.proc.pid).children()
-        if len(workers) == n and all(
-            len(listener_inodes(w.pid, server.port)) == 2 for w in workers
-        ):
-            return workers
-        assert time.monotonic() < deadline, [w.pid for w in workers]
+    while len(workers := listening_workers(server)) != n:
+        assert time.monotonic() < deadline, workers
         time.sleep(0.05)
+    return workers
 
 
 def queue_requests(

@@ -26,7 +26,7 @@ from service.settings import Settings
 from tests.builders import NewTenant, make_store
 from tests.e2e.http_client import request
 from tests.e2e.keepalive_load import KeepAliveLoad, Tally
-from tests.e2e.server import Gunicorn, settings_env
+from tests.e2e.server import Gunicorn, listening_workers, settings_env
 from tests.helpers import keep_busy, node_of
 
 PATH = "/v1/misc/counter/lifecycle"
@@ -78,21 +78,6 @@ def start_service(cluster_settings: Settings, tmp_path: Path) -> Iterator[StartS
 
 def workers(server: Gunicorn) -> set[int]:
     return {p.pid for p in psutil.Process(server.proc.pid).children()}
-
-
-def listening_workers(server: Gunicorn) -> int:
-    """Workers of ``server`` with both their listeners (the shared one and their own)."""
-    count = 0
-    for worker in psutil.Process(server.proc.pid).children():
-        try:
-            conns = worker.net_connections(kind="tcp")
-        except psutil.NoSuchProcess:
-            continue
-        listening = [
-            c for c in conns if c.status == psutil.CONN_LISTEN and c.laddr.port == server.port
-        ]
-        count += len(listening) == 2
-    return count
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float = 25) -> None:
@@ -201,7 +186,7 @@ def test_a_rolling_restart_of_two_instances_on_one_port_drops_nothing(
     load = KeepAliveLoad(old.port, PATH, key, seconds=7)
     time.sleep(1)
     new = start_service(port=old.port, wait=False, COUNTER_REUSE_PORT_SHARED="1")
-    wait_for(lambda: listening_workers(new) == 2, "the new instance's workers to listen")
+    wait_for(lambda: len(listening_workers(new)) == 2, "the new instance's workers to listen")
     old.proc.send_signal(signal.SIGTERM)
     assert old.proc.wait(30) == 0
     assert_nothing_lost(load.result(), start, value_over_http(new, key))
