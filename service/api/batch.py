@@ -5,7 +5,7 @@ Items are grouped by the node that serves their bucket and each group goes in on
 calls share the node's pipelined connection with every other request in flight.
 Items are independent: a bad item gets its own error, a node that fails or whose
 outcome is unknown fails only its own items (``unavailable``), and a group that a
-node refused without running (a slot moved or migrating) is sent again item by
+node refused before counting (a slot moved or migrating) is sent again item by
 item through the single-counter path, which follows redirections.
 
 PERF: one call per node instead of one per item: Redis runs one script per node
@@ -196,7 +196,7 @@ class Batches:
                 if is_conflict(str(exc)):  # a concurrent batch with the key: nothing done
                     _fail(todo, 422, CONFLICT)
                     return
-                self._one_by_one(tenant, todo, idem)  # nothing ran: follow redirections
+                self._one_by_one(tenant, todo, idem)  # nothing counted: follow redirections
                 return
             except RedisUnavailable as exc:
                 self.store.outage_failed(exc)

@@ -18,16 +18,23 @@
 -- is missing and has no seed (nothing done for it: the caller hydrates it and sends
 -- it again). An item whose record exists returns the value recorded (nothing done);
 -- a record of another request is the error "IDEMCONFLICT" before any write.
--- Errors before any write: a bucket whose slot this node does not serve, or serves
--- while it migrates (the EXISTS below touches every key of the bucket, so Redis
--- refuses here, not halfway), or "STALETOKEN <replid>" as in incr.lua. The caller
--- then sends the items one by one through incr.lua, which follows redirections.
+-- Errors before any count: a bucket whose slot this node does not serve, or serves
+-- while it migrates (Redis refuses the first command that touches a key it lacks), or
+-- "STALETOKEN <replid>" as in incr.lua. The caller then sends the items one by one
+-- through incr.lua, which follows redirections. Every key a count writes is touched in
+-- phase 1 (the lineage GET, HEXISTS on v; EXISTS of all five keys where a lineage opens
+-- or a seed may be written; GET of each record), so such an error comes before any
+-- HINCRBY. The only writes that may precede it are dirty marks (ZADD NX) of counters
+-- that exist: a mark is always safe, the flusher writes the state the counter holds
+-- (the guarded upsert makes that a no-op if PostgreSQL has it) and clears the mark.
 -- Lineage: as in incr.lua (keep the two in step), per bucket.
--- PERF: an item is 2 ARGVs without a seed or a key (6 before). One HMGET and one
--- ZADD per bucket instead of an HEXISTS and a ZADD per item cost Redis more CPU per
--- item here: a batch of 100 items over 4,096 buckets has ~1 item per bucket. Buckets
--- are read where their ARGVs are (K, F, L), not copied into a table each: 5.1-5.2 ->
--- 4.7-4.8 µs of script per item (docs/performance.md, 2026-12-03).
+-- PERF: an item is 2 ARGVs without a seed or a key (6 before). A batch of 100 items over
+-- 4,096 buckets has ~1 item per bucket, so per-bucket calls cost as much as per-item
+-- ones (~0.7 µs each): one HMGET and one ZADD per bucket instead of an HEXISTS and a
+-- ZADD per item cost more. Buckets are read where their ARGVs are (K, F, L), not copied
+-- into a table each: 5.1-5.2 -> 4.7-4.8 µs of script per item. Marking in phase 1,
+-- with HEXISTS as v's touch, drops the per-bucket EXISTS of five keys: four calls for
+-- a bucket of one item, not five (docs/performance.md, 2026-12-03 and 2026-12-04).
 local token = ARGV[#ARGV]
 local fingerprint, seeded = ARGV[4], ARGV[5] == '1'
 local R = 3 + (seeded and 2 or 0) -- offset of an item's record key
@@ -40,12 +47,10 @@ while i < #ARGV do
   K[n], F[n], L[n] = i, i + 6, i + 6 + S * (items - 1)
   i = i + 6 + S * items
 end
--- Phase 1, reads only: every bucket is served here, and whose lineage is this node's.
+-- Phase 1: every check, then the dirty marks; no count before the last check.
 local open, stale, mine = {}, false, token .. ':' -- a lineage of this node starts so
 for n = 1, #K do
-  local k = K[n]
-  redis.call('EXISTS', ARGV[k], ARGV[k + 1], ARGV[k + 2], ARGV[k + 3], ARGV[k + 4])
-  local lineage = redis.call('GET', ARGV[k + 3])
+  local lineage = redis.call('GET', ARGV[K[n] + 3])
   if not lineage or string.sub(lineage, 1, #mine) ~= mine then
     open[n], stale = true, true
   end
@@ -78,11 +83,30 @@ if stale then
     return redis.error_reply('STALETOKEN ' .. tostring(replid))
   end
 end
+-- A bucket whose lineage opens here, or a call with seeds (rare: after a failover, a
+-- hydration), touches all its keys and takes the slow path in phase 2. Otherwise each
+-- item not answered by its record is looked up (touching v) and, if it exists, marked.
+local marked = {} -- ARGV index of an item -> true: it exists and is marked dirty
+for n = 1, #K do
+  local k = K[n]
+  if open[n] or seeded then
+    redis.call('EXISTS', ARGV[k], ARGV[k + 1], ARGV[k + 2], ARGV[k + 3], ARGV[k + 4])
+  else
+    local v, d = ARGV[k], ARGV[k + 1]
+    for j = F[n], L[n], S do
+      if not recorded[j] and redis.call('HEXISTS', v, ARGV[j]) == 1 then
+        redis.call('ZADD', d, 'NX', ARGV[1], ARGV[j])
+        marked[j] = true
+      end
+    end
+  end
+end
 -- Phase 2: start the lineages this node's history lacks, then count.
 local out = {}
 for n = 1, #K do
   local k = K[n]
   local v, d, e, l, b = ARGV[k], ARGV[k + 1], ARGV[k + 2], ARGV[k + 3], ARGV[k + 4]
+  local slow = open[n] or seeded
   if open[n] then
     local t = redis.call('TIME')
     local id = token .. ':' .. t[1] .. string.format('%06d', tonumber(t[2]))
@@ -99,20 +123,22 @@ for n = 1, #K do
   end
   for j = F[n], L[n], S do
     local member = ARGV[j]
-    local value = recorded[j] or -1
+    local value, counted = recorded[j] or -1, false
     if recorded[j] then -- applied before: answered from its record
-    elseif redis.call('HEXISTS', v, member) == 1 or seeded then
+    elseif marked[j] then
+      value, counted = redis.call('HINCRBY', v, member, ARGV[j + 1]), true
+    elseif slow and (seeded or redis.call('HEXISTS', v, member) == 1) then
       if seeded and redis.call('HEXISTS', v, member) == 0 then -- hydrate
         redis.call('HSET', v, member, ARGV[j + 2])
         if tonumber(ARGV[j + 3]) > 0 then
           redis.call('HSET', e, member, ARGV[j + 3])
         end
       end
-      value = redis.call('HINCRBY', v, member, ARGV[j + 1])
+      value, counted = redis.call('HINCRBY', v, member, ARGV[j + 1]), true
       redis.call('ZADD', d, 'NX', ARGV[1], member)
-      if fingerprint ~= '' then
-        redis.call('SET', ARGV[j + R - 1], fingerprint .. '\n' .. value, 'PX', ARGV[2])
-      end
+    end
+    if counted and fingerprint ~= '' then
+      redis.call('SET', ARGV[j + R - 1], fingerprint .. '\n' .. value, 'PX', ARGV[2])
     end
     out[#out + 1] = value
   end
