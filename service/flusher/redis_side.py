@@ -1,9 +1,13 @@
 """The flusher's Redis side: per-node pipelines over buckets, and its Lua scripts.
 
-PERF: every step talks to Redis in one write per node (buckets grouped by the node
+PERF: every step talks to Redis in pipelines per node (buckets grouped by the node
 that owns their slot), never one round trip per bucket. The scan and the scripts
 (EVALSHA) are packed by hiredis and their replies read raw (``_packed``,
-``_scripts``); the rare plain reads go through redis-py pipelines (``_each``). A
+``_scripts``); the rare plain reads go through redis-py pipelines (``_each``).
+A pipeline is sent in chunks (``SCRIPT_CHUNK`` scripts, ``SCAN_CHUNK`` scan commands),
+each chunk's replies read before the next is written: Redis runs what one read of a
+client brought before it serves anyone else, so a whole pass's scripts in one write
+held each node for milliseconds while the workers' increments waited behind them. A
 NOSCRIPT (a node restarted or a replica was promoted) loads the scripts on that
 node and sends its commands again. That is safe because every command sent here
 is a read, or idempotent (clear a mark only if unchanged, raise only if lower).
@@ -31,6 +35,10 @@ from service.flusher.plan import Window
 from service.scripts import CLEAR_DIRTY, REOPEN, SETTLE, SNAPSHOT, Script
 
 SCRIPTS = (SNAPSHOT, CLEAR_DIRTY, SETTLE, REOPEN)
+# Commands per write on one node: ~0.1-0.3 ms of that node's time each, so an increment
+# arriving behind a chunk waits at most that (docs/performance.md, 2026-12-04).
+SCRIPT_CHUNK = 16
+SCAN_CHUNK = 256
 Client = Redis | RedisCluster
 Settlement = tuple[str, int, int, int]  # member, epoch, new epoch, amount (settle.lua)
 Reply = Any  # a decoded RESP reply: bytes, int, list, None, or an error value
@@ -217,14 +225,18 @@ class RedisSide:
                 *script.keys(self.keys[buckets[i]]),
                 *args_of(items[i]),
             ),
+            SCRIPT_CHUNK,
         )
 
-    def _raw(self, buckets: Sequence[int], command: Callable[[int], bytes]) -> list[Reply]:
-        """``command(i)`` (pre-packed) on the node of ``buckets[i]``, for every i: one write
-        per node, the nodes in parallel, replies read raw (``_raw_replies``), in order.
+    def _raw(
+        self, buckets: Sequence[int], command: Callable[[int], bytes], chunk: int
+    ) -> list[Reply]:
+        """``command(i)`` (pre-packed) on the node of ``buckets[i]``, for every i: writes of
+        ``chunk`` commands per node, the nodes in parallel, replies read raw
+        (``_raw_replies``) before the node's next write, in order.
 
         A NOSCRIPT (a node restarted, a replica promoted) loads the scripts on that node
-        and sends its commands again: each is a read, or idempotent (clear a mark only
+        and sends that chunk again: each is a read, or idempotent (clear a mark only
         if unchanged, settle a lineage only if still open, reopen only if none is open).
         """
         owner = _slot_owners(self.client)
@@ -233,6 +245,12 @@ class RedisSide:
             groups.setdefault(owner(self._slots[b]), []).append(i)
 
         def run(node: Redis, idx: list[int]) -> list[Reply]:
+            got: list[Reply] = []
+            for k in range(0, len(idx), chunk):
+                got += run_chunk(node, idx[k : k + chunk])
+            return got
+
+        def run_chunk(node: Redis, idx: list[int]) -> list[Reply]:
             payload = b"".join(command(i) for i in idx)
             try:
                 return _raw_replies(node, payload, len(idx))
@@ -263,7 +281,7 @@ class RedisSide:
         return {b: int(c) for b, c in zip(buckets, counts, strict=True) if c}, oldest
 
     def _packed(self, buckets: Sequence[int], commands: list[bytes]) -> list[Reply]:
-        """Run the pre-packed ``commands[bucket]`` of every bucket, one write per node.
+        """Run the pre-packed ``commands[bucket]`` of every bucket, pipelined per node.
 
         PERF: the scan runs every pass over every bucket. Sent as one pre-packed
         write per node and read back raw, the scan of 4096 buckets (1024 dirty) took
@@ -273,7 +291,7 @@ class RedisSide:
         from 86 ms to the figure in docs/performance.md. Read-only, so a failure just
         fails the pass (retried).
         """
-        return self._raw(buckets, lambda i: commands[buckets[i]])
+        return self._raw(buckets, lambda i: commands[buckets[i]], SCAN_CHUNK)
 
     def snapshot(self, windows: Sequence[Window]) -> list[Snapshot]:
         at_ms = int(time.time() * 1000)

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from service import keys
+from service.flusher import redis_side
 from service.flusher.backoff import BackendStatus
 from service.flusher.flusher import Flusher
 from service.flusher.loop import attempt
@@ -255,6 +256,38 @@ def test_scripts_lost_by_every_master_are_loaded_again_within_the_pass(
     assert (result.rows_written, result.cleared) == (200, 200)
     assert pg_states(pg_dsn, tenant) == dict.fromkeys(names, (0, 3))
     assert not dirty_names(r, backend.buckets, tenant, names)
+
+
+def test_a_pass_writes_to_each_node_in_chunks_and_reads_each_before_the_next(
+    backend: Settings,
+    r: Any,
+    flusher: Flusher,
+    pg_dsn: str,
+    new_tenant: NewTenant,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Redis runs what one read brought before serving anyone else: a pass's scripts in one
+    write per node held each node for milliseconds while increments waited behind them."""
+    flusher.flush_all()  # what earlier tests left
+    tenant, _ = new_tenant()
+    names = [f"k{i}" for i in range(600)]
+    increment(r, backend.buckets, tenant, dict.fromkeys(names, 2))
+    writes: list[tuple[bool, int]] = []  # (scripts?, commands in the write)
+    real = redis_side._raw_replies
+
+    def spy(node: Any, payload: bytes, replies: int) -> list[Any]:
+        writes.append((b"EVALSHA" in payload[:40], replies))
+        return real(node, payload, replies)
+
+    monkeypatch.setattr(redis_side, "_raw_replies", spy)
+    result = flusher.flush_all()
+    assert (result.rows_written, result.cleared) == (600, 600)
+    assert pg_states(pg_dsn, tenant) == dict.fromkeys(names, (0, 2))
+    scripts = [n for is_script, n in writes if is_script]
+    scans = [n for is_script, n in writes if not is_script]
+    assert sum(scripts) >= 2 * len({keys.bucket_of(tenant, n, backend.buckets) for n in names})
+    assert max(scripts) == redis_side.SCRIPT_CHUNK  # full chunks, never more
+    assert sum(scans) >= backend.buckets and max(scans) == redis_side.SCAN_CHUNK
 
 
 def test_a_counter_deleted_from_redis_after_a_flush_continues_from_postgres(
