@@ -9,7 +9,7 @@ each chunk's replies read before the next is written: Redis runs what one read o
 client brought before it serves anyone else, so a whole pass's scripts in one write
 held each node for milliseconds while the workers' increments waited behind them. A
 NOSCRIPT (a node restarted or a replica was promoted) loads the scripts on that
-node and sends its commands again. That is safe because every command sent here
+node and sends that chunk again. That is safe because every command sent here
 is a read, or idempotent (clear a mark only if unchanged, raise only if lower).
 
 redis-py's cluster client does not pipeline EVALSHA per node by itself: the
