@@ -28,8 +28,9 @@ def check_by(value: Any) -> int:
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
-    """A request body as a JSON object; an empty body is ``{}``."""
-    if not raw.strip():
+    """A request body as a JSON object; no body (zero bytes) is ``{}``. Whitespace alone
+    is not JSON: a 400, like any other body that is not an object."""
+    if not raw:
         return {}
     try:
         body = orjson.loads(raw)

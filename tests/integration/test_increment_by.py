@@ -55,6 +55,8 @@ def test_by_on_a_new_counter_hydrates_then_adds(
         (None, b'{"by": 1000000001}'),
         (None, b'{"by": null}'),
         (None, b"{not json"),
+        (None, b"\t"),  # whitespace alone is not JSON (found by schemathesis)
+        (None, b" \r\n"),
         (None, b"[1]"),
         (None, b"3"),
         ({"by": "2"}, b'{"by": 3}'),
