@@ -17,6 +17,7 @@ arguments) and sends a counter named several times once: worker CPU per incremen
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -74,7 +75,6 @@ def parse_increments(body: dict[str, Any]) -> tuple[list[Result | None], list[It
         raise BadRequest(TOO_MANY)
     slots: list[Result | None] = [None] * len(raw)
     items: list[Item] = []
-    valid = NAME_RE.fullmatch
     for i, entry in enumerate(raw):
         # PERF: the common well-formed item takes the first branch, with no exception.
         if type(entry) is dict:
@@ -84,12 +84,24 @@ def parse_increments(body: dict[str, Any]) -> tuple[list[Result | None], list[It
                 and type(by) is int
                 and 1 <= by <= MAX_BY
                 and len(entry) == 1 + ("by" in entry)
-                and valid(ns) is not None
             ):
                 items.append(Item(i, ns, by))
                 continue
         slots[i] = _bad_item(entry)
+    joined = "\n".join([item.namespace for item in items])
+    if items and (joined.count("\n") >= len(items) or _NAMES_RE.fullmatch(joined) is None):
+        valid = NAME_RE.fullmatch  # some namespace is invalid: find which, item by item
+        for item in items:
+            if valid(item.namespace) is None:
+                slots[item.index] = item_error(item.namespace, 400, INVALID_NAMESPACE)
+        items = [item for item in items if slots[item.index] is None]
     return slots, items
+
+
+# PERF: every namespace of a batch checked by one match of the names joined by newlines,
+# not one match each: 0.11 -> 0.03 µs per item. A name holding a newline (never valid)
+# adds one to the count, so it cannot pass as two valid names.
+_NAMES_RE = re.compile(rf"{NAME_RE.pattern}(?:\n{NAME_RE.pattern})*")
 
 
 def _bad_item(entry: Any) -> Result:
@@ -126,12 +138,10 @@ class Batches:
 
     @property
     def _bucket_keys(self) -> list[bytes]:
-        """incr_many.lua's per-bucket keys (v, d, e, l, b) as its ARGVs, encoded once."""
+        """incr_many.lua's per-bucket keys (v, d, l) as its ARGVs, encoded once."""
         if self._keys is None:
             self._keys = [
-                b"".join(
-                    bulk(name.encode()) for name in (k.values, k.dirty, k.epochs, k.lineage, k.base)
-                )
+                b"".join(bulk(name.encode()) for name in (k.values, k.dirty, k.lineage))
                 for k in self.store.redis.keys
             ]
         return self._keys
@@ -207,6 +217,8 @@ class Batches:
             for item, value in zip(todo, values, strict=True):
                 if value == NEEDS_HYDRATION:
                     missing.append(item)
+                elif item.later is None:  # PERF: _decide's common case, inline
+                    item.result = {"namespace": item.namespace, "value": value}
                 else:
                     _decide(item, value)
             if not missing:
@@ -237,10 +249,10 @@ class Batches:
         """One incr_many.lua call; the items in the script's (bucket) order, and their values.
 
         PERF: the arguments are encoded here (``Encoded``), the buckets' keys once per
-        worker: ``pack`` cost ~1 µs per item (6 arguments, plus 6 per bucket).
+        worker: ``pack`` cost ~1 µs per item. A bucket is its keys v, d, l and a count.
         """
         order = sorted(items, key=_BUCKET)  # stable: a counter's items stay in order
-        bucket_keys = self._bucket_keys
+        bucket_keys, ints = self._bucket_keys, _INTS
         chunks: list[bytes] = []
         bucket, at, n, buckets = -1, 0, 0, 0
         for item in order:
@@ -253,7 +265,8 @@ class Batches:
                 chunks.append(b"")
             n += 1
             chunks.append(item.wire)
-            chunks.append(_bulk_int(item.total))
+            total = item.total  # PERF: _bulk_int inline
+            chunks.append(ints[total] if total < 1024 else _bulk_int(total))
             if seeds:  # the call after hydration: every item has its seed
                 epoch, seed = seeds[item.member]
                 chunks += (_bulk_int(seed), _bulk_int(epoch))
@@ -261,7 +274,7 @@ class Batches:
                 chunks.append(bulk(item.record.encode()))
         chunks[at] = _bulk_int(n)
         per_item = 2 + (2 if seeds else 0) + (idem is not None)
-        count = 6 * buckets + per_item * len(order)
+        count = 4 * buckets + per_item * len(order)
         fingerprint = "" if idem is None else idem.fingerprint
         values: list[int] = self.store.redis.run_encoded(
             INCR_MANY,

@@ -3,16 +3,17 @@
 -- one call: the batch endpoint's one round trip per node (incr.lua item by item).
 -- KEYS[1] = bucket values hash   c:{b}:v   of the first bucket: routes the call to
 --           its node. Redis Cluster refuses declared keys of several slots, so the
---           buckets' key names (built by service/keys.py, never here) come in ARGV.
+--           buckets' key names (built by service/keys.py) come in ARGV.
 -- ARGV[1] = now, ms since the epoch (score of a new dirty mark)
 -- ARGV[2] = time to live of idempotency records, ms
 -- ARGV[3] = "apply", or "check": only look for idempotency conflicts, change nothing
 -- ARGV[4] = the request's fingerprint, "" without an idempotency key
 -- ARGV[5] = "1" when every item carries a seed (the call after hydration), else "0"
--- ARGV[6..] = per bucket: its keys v, d, e, l, b (as in incr.lua), then n, the number
---             of its items, then n times: member, by, [seed, seed epoch: with
---             ARGV[5] = "1"], [idempotency record key (in the bucket's slot): with
---             a fingerprint]
+-- ARGV[6..] = per bucket: its keys v, d, l (as in incr.lua), then n, the number of its
+--             items, then n times: member, by, [seed, seed epoch: with ARGV[5] = "1"],
+--             [idempotency record key (in the bucket's slot): with a fingerprint].
+--             Its keys e and b (used only where a lineage opens or a seed is written)
+--             are named from v: a bucket's keys are c:{b}:<suffix> (service/keys.py).
 -- ARGV[#ARGV] = the replication id of the node the caller addressed (incr.lua)
 -- returns one value per item in order (in "check" mode 0s), -1 for a counter that
 -- is missing and has no seed (nothing done for it: the caller hydrates it and sends
@@ -28,29 +29,35 @@
 -- that exist: a mark is always safe, the flusher writes the state the counter holds
 -- (the guarded upsert makes that a no-op if PostgreSQL has it) and clears the mark.
 -- Lineage: as in incr.lua (keep the two in step), per bucket.
--- PERF: an item is 2 ARGVs without a seed or a key (6 before). A batch of 100 items over
+-- PERF: an item is 2 ARGVs without a seed or a key (6 before), a bucket 4 (6 while e
+-- and b were sent for the rare slow path: 3.84 -> 3.60 µs of Redis CPU per increment;
+-- naming d and l from v too cost more than it saved). A batch of 100 items over
 -- 4,096 buckets has ~1 item per bucket, so per-bucket calls cost as much as per-item
 -- ones (~0.7 µs each): one HMGET and one ZADD per bucket instead of an HEXISTS and a
 -- ZADD per item cost more. Buckets are read where their ARGVs are (K, F, L), not copied
 -- into a table each: 5.1-5.2 -> 4.7-4.8 µs of script per item. Marking in phase 1,
 -- with HEXISTS as v's touch, drops the per-bucket EXISTS of five keys: four calls for
 -- a bucket of one item, not five (docs/performance.md, 2026-12-03 and 2026-12-04).
+-- Per bucket n: K[n] = ARGV index of its keys v, d, l (K[n] .. K[n] + 2);
+-- F[n], L[n] = ARGV indexes of its first and last item.
 local token = ARGV[#ARGV]
 local fingerprint, seeded = ARGV[4], ARGV[5] == '1'
 local R = 3 + (seeded and 2 or 0) -- offset of an item's record key
 local S = R - 1 + (fingerprint ~= '' and 1 or 0) -- ARGVs per item
--- Per bucket n: K[n] = ARGV index of its keys v, d, e, l, b (K[n] .. K[n] + 4);
--- F[n], L[n] = ARGV indexes of its first and last item.
 local K, F, L, i = {}, {}, {}, 6
 while i < #ARGV do
-  local n, items = #K + 1, tonumber(ARGV[i + 5])
-  K[n], F[n], L[n] = i, i + 6, i + 6 + S * (items - 1)
-  i = i + 6 + S * items
+  local n, items = #K + 1, tonumber(ARGV[i + 3])
+  K[n], F[n], L[n] = i, i + 4, i + 4 + S * (items - 1)
+  i = i + 4 + S * items
+end
+local function slow_keys(v) -- a bucket's keys e and b, named from its key v
+  local tag = string.sub(v, 1, -2)
+  return tag .. 'e', tag .. 'b'
 end
 -- Phase 1: every check, then the dirty marks; no count before the last check.
 local open, stale, mine = {}, false, token .. ':' -- a lineage of this node starts so
 for n = 1, #K do
-  local lineage = redis.call('GET', ARGV[K[n] + 3])
+  local lineage = redis.call('GET', ARGV[K[n] + 2])
   if not lineage or string.sub(lineage, 1, #mine) ~= mine then
     open[n], stale = true, true
   end
@@ -90,7 +97,8 @@ local marked = {} -- ARGV index of an item -> true: it exists and is marked dirt
 for n = 1, #K do
   local k = K[n]
   if open[n] or seeded then
-    redis.call('EXISTS', ARGV[k], ARGV[k + 1], ARGV[k + 2], ARGV[k + 3], ARGV[k + 4])
+    local e, b = slow_keys(ARGV[k])
+    redis.call('EXISTS', ARGV[k], ARGV[k + 1], e, ARGV[k + 2], b)
   else
     local v, d = ARGV[k], ARGV[k + 1]
     for j = F[n], L[n], S do
@@ -105,9 +113,14 @@ end
 local out = {}
 for n = 1, #K do
   local k = K[n]
-  local v, d, e, l, b = ARGV[k], ARGV[k + 1], ARGV[k + 2], ARGV[k + 3], ARGV[k + 4]
+  local v, d = ARGV[k], ARGV[k + 1]
   local slow = open[n] or seeded
+  local e, b
+  if slow then
+    e, b = slow_keys(v)
+  end
   if open[n] then
+    local l = ARGV[k + 2]
     local t = redis.call('TIME')
     local id = token .. ':' .. t[1] .. string.format('%06d', tonumber(t[2]))
     redis.call('DEL', b)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from service.api.batch import MAX_ITEMS
+from service.keys import INVALID_NAMESPACE
 from tests.builders import NewTenant
 from tests.integration.test_api_contract import assert_error, hdr
 
@@ -65,6 +66,32 @@ def test_bad_items_get_their_own_error_and_stop_nothing(client: Any, new_tenant:
     read = client.simulate_get(BATCH, headers=hdr(key), params={"namespace": ["ok", "a.b"]})
     assert read.json["data"]["results"][0] == {"namespace": "ok", "value": 5}
     assert read.json["data"]["results"][1]["error"]["error"] == "bad_request"
+
+
+@pytest.mark.parametrize("bad", ["a\nb", "\n", "a\n", "\na", "", "x" * 65, "ok\nok", "é"])
+@pytest.mark.parametrize("at", [0, 1, 2])
+def test_an_invalid_namespace_among_valid_ones_is_found_wherever_it_is(
+    client: Any, new_tenant: NewTenant, bad: str, at: int
+) -> None:
+    """The namespaces of a batch are checked by one match of them joined by newlines: a
+    name with a newline must not pass as two valid names, wherever it stands."""
+    _, key = new_tenant()
+    items: list[Any] = [{"namespace": "a"}, {"namespace": "b"}]
+    items.insert(at, {"namespace": bad})
+    results = post(client, key, items).json["data"]["results"]
+    assert results[at] == {
+        "namespace": bad,
+        "error": {"error": "bad_request", "message": INVALID_NAMESPACE},
+    }
+    assert [r for i, r in enumerate(results) if i != at] == [
+        {"namespace": "a", "value": 1},
+        {"namespace": "b", "value": 1},
+    ]
+    read = client.simulate_get(BATCH, headers=hdr(key), params={"namespace": ["ok", "x"]})
+    assert read.json["data"]["results"] == [
+        {"namespace": "ok", "value": 0},
+        {"namespace": "x", "value": 0},
+    ]
 
 
 @pytest.mark.parametrize(
