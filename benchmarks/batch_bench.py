@@ -117,6 +117,7 @@ def measure(
     baseline = redis_baseline(b.redis_nodes, duration, batch, namespaces)
     return {
         "batch_size": batch,
+        "namespaces": namespaces,
         "workers": workers,
         "connections": connections,
         "batch_requests_per_s": res.ok_rps,

@@ -54,6 +54,9 @@ def markdown(results: dict[str, Any], plot_dir: str) -> str:
         "## Redis memory per counter",
         "",
         *s.memory(),
+        "## Batch endpoint",
+        "",
+        *s.batch(),
     ]
     if results.get("pyspy"):
         out += ["## Hot path of a service worker (py-spy)", "", *s.pyspy()]

@@ -41,7 +41,7 @@ class Sections:
         rows = [
             [
                 g["goal"],
-                f"{g['op']} {g['target']:g}",
+                f"{g['op']} {g['target']:,g}",
                 fmt(g["measured"], 3),
                 verdict[g["met"]] + (f" ({g['note']})" if g["note"] else ""),
             ]
@@ -227,6 +227,44 @@ class Sections:
             'counters in all. On the throwaway cluster, "after flush" is measured after '
             "deleting the dirty-mark zsets, the state a completed flush leaves. The last row "
             "uses the bucket count docs/deploying.md advises for that many counters.",
+            "",
+        ]
+
+    def batch(self) -> list[str]:
+        d = self.r.get("batch", {})
+        if "batch_increments_per_s" not in d:
+            return [f"Not measured: {d.get('error', 'skipped')}", ""]
+        cpu = d["cpu_us_per_increment"]
+        lat = d["latency_ms"]
+        failed = sum(d["errors"].values())
+        row = [
+            fmt(d["batch_increments_per_s"]),
+            fmt(d["redis_py_pipelined_incrby_per_s"]),
+            f"{d['ratio_to_baseline']}",
+            " / ".join(fmt(cpu.get(k), 2) for k in ("workers", "redis", "postgresql", "flusher")),
+            f"{fmt(d['acknowledged_increments'])} / {fmt(d['flushed_to_postgresql'])}",
+            f"{fmt(lat.get('p50'), 2)} / {fmt(lat.get('p99'), 2)}",
+            fmt(failed),
+        ]
+        return [
+            *table(
+                [
+                    "increments/s",
+                    "redis-py pipelined INCRBY/s",
+                    "ratio",
+                    "CPU µs per increment: workers / redis / postgresql / flusher",
+                    "acknowledged / flushed",
+                    "p50 / p99 ms per request",
+                    "failed requests",
+                ],
+                [row],
+            ),
+            f"`wrk -t2 -c{d['connections']}` POSTs of {d['batch_size']} increments each over "
+            f"{d.get('namespaces', 1000):,} namespaces to {d['workers']} meinheld workers with "
+            "their flusher; the baseline sends the same number of `INCRBY`s per pipeline from "
+            "one redis-py process to the "
+            "same cluster. Flushed counts what PostgreSQL holds once it stops growing, so it may "
+            "exceed acknowledged by the requests in flight when wrk stopped.",
             "",
         ]
 

@@ -172,3 +172,31 @@ def test_the_median_round_keeps_its_own_flags_and_lists_every_rounds_p99() -> No
     assert g["met"] is None and "saturated" in g["note"]
     (shown,) = goals.median_rounds(points)
     assert shown["round"] == 1 and shown["p99_rounds"] == [3.0, 4.0, 50.0]
+
+
+def batch(
+    rate: int, acked: int = 1_000_000, flushed: int | None = 1_000_400, status: int = 0
+) -> dict[str, Any]:
+    errors = {"connect": 0, "read": 0, "write": 0, "status": status, "timeout": 0}
+    return {
+        "batch_size": 100,
+        "batch_increments_per_s": rate,
+        "ratio_to_baseline": 2.7,
+        "acknowledged_increments": acked,
+        "flushed_to_postgresql": flushed,
+        "errors": errors,
+    }
+
+
+def test_the_batch_goal_is_met_only_at_its_rate_with_every_increment_flushed() -> None:
+    assert goals.batch_goal(batch(250_000))["met"] is True
+    assert goals.batch_goal(batch(249_999))["met"] is False
+    lost = goals.batch_goal(batch(300_000, acked=1_000_000, flushed=999_999))
+    assert lost["met"] is False and "lost" in lost["note"]
+
+
+def test_the_batch_goal_is_not_measured_when_a_request_failed_or_nothing_was_flushed() -> None:
+    assert goals.batch_goal(batch(300_000, status=3))["met"] is None
+    assert goals.batch_goal(batch(300_000, flushed=None))["met"] is None
+    assert goals.batch_goal({"error": "RuntimeError: boom"})["met"] is None
+    assert goals.batch_goal({})["note"] == "not run"
