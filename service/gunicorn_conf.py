@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -31,9 +32,13 @@ if _shared not in ("0", "1"):
     sys.exit(f"counter-service: COUNTER_REUSE_PORT_SHARED={_shared!r} is invalid: 0 or 1")
 share_port = _shared == "1"
 
-# Workers share metrics through files; the directory must exist and start empty.
+# Workers share metrics through files; the directory must exist and start empty. One
+# made here belongs to this instance and is removed when it exits (on_exit); one given in
+# the environment is left alone.
+_own_metrics_dir: str | None = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="counter-metrics-")
+    _own_metrics_dir = tempfile.mkdtemp(prefix="counter-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir
 
 bind = [_settings.bind]
 workers = _settings.workers
@@ -117,6 +122,13 @@ def steer(server: Any, workers: int) -> None:
         except OSError as exc:  # not Linux >= 4.5, or a sandbox without it: the kernel's hash
             server.log.warning("connections not steered to the workers' listeners: %s", exc)
             return
+
+
+def on_exit(server: Any) -> None:
+    """Remove the metrics directory this instance made (each start used to leave one in
+    the temp dir), unless a master re-executed by USR2 inherited it and still runs."""
+    if _own_metrics_dir is not None and not getattr(server, "reexec_pid", 0):
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)
 
 
 def child_exit(server: Any, worker: Any) -> None:

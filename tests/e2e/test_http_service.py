@@ -288,6 +288,25 @@ def test_increments_reach_the_metric_within_about_a_second(
         server.stop()
 
 
+def test_a_metrics_directory_the_service_made_goes_with_it(
+    cluster_settings: Settings, tmp_path: Path
+) -> None:
+    """Without PROMETHEUS_MULTIPROC_DIR the master makes a directory for the workers'
+    metric files; stopping the service removes it (each start used to leave one)."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = settings_env(cluster_settings, TMPDIR=str(temp))
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    server = Gunicorn(env, tmp_path / "g.log")
+    try:
+        server.wait_ready()
+        made = list(temp.glob("counter-metrics-*"))
+        assert len(made) == 1 and any(made[0].iterdir()), made  # the workers' files
+    finally:
+        assert server.stop() == 0
+    assert list(temp.glob("counter-metrics-*")) == []
+
+
 def test_metrics_are_summed_over_all_workers(
     cluster_settings: Settings, tmp_path: Path, new_tenant: NewTenant
 ) -> None:
