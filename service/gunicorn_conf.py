@@ -32,13 +32,11 @@ if _shared not in ("0", "1"):
     sys.exit(f"counter-service: COUNTER_REUSE_PORT_SHARED={_shared!r} is invalid: 0 or 1")
 share_port = _shared == "1"
 
-# Workers share metrics through files; the directory must exist and start empty. One
-# made here belongs to this instance and is removed when it exits (on_exit); one given in
-# the environment is left alone.
+# Workers share metrics through files; the directory must exist and start empty. One the
+# master makes (on_starting, once its checks pass: a refused start makes none) belongs to
+# this instance and is removed when it exits (on_exit); one given in the environment is
+# left alone.
 _own_metrics_dir: str | None = None
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    _own_metrics_dir = tempfile.mkdtemp(prefix="counter-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir
 
 bind = [_settings.bind]
 workers = _settings.workers
@@ -92,6 +90,10 @@ def on_starting(server: Any) -> None:
         sys.exit(f"counter-service: {exc}")
     except Exception as exc:  # PostgreSQL unreachable at start: say so plainly.
         sys.exit(f"counter-service: cannot check the database layout: {type(exc).__name__}")
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # before any worker forks
+        global _own_metrics_dir
+        _own_metrics_dir = tempfile.mkdtemp(prefix="counter-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir
     if reuse_port and not server.LISTENERS:
         # gunicorn 27 with reuse_port gives each worker listeners of its own and the
         # master none: while every worker drains at once (a reload, max_requests reached

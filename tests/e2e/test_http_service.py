@@ -292,7 +292,8 @@ def test_a_metrics_directory_the_service_made_goes_with_it(
     cluster_settings: Settings, tmp_path: Path
 ) -> None:
     """Without PROMETHEUS_MULTIPROC_DIR the master makes a directory for the workers'
-    metric files; stopping the service removes it (each start used to leave one)."""
+    metric files; stopping the service removes it, and a start refused (its port served)
+    makes none (each start used to leave one)."""
     temp = tmp_path / "tmp"
     temp.mkdir()
     env = settings_env(cluster_settings, TMPDIR=str(temp))
@@ -302,6 +303,9 @@ def test_a_metrics_directory_the_service_made_goes_with_it(
         server.wait_ready()
         made = list(temp.glob("counter-metrics-*"))
         assert len(made) == 1 and any(made[0].iterdir()), made  # the workers' files
+        refused = refused_start({**env, "COUNTER_BIND": f"127.0.0.1:{server.port}"})
+        assert "is already in use" in refused.stderr
+        assert list(temp.glob("counter-metrics-*")) == made
     finally:
         assert server.stop() == 0
     assert list(temp.glob("counter-metrics-*")) == []
