@@ -31,6 +31,7 @@ from service.settings import Settings
 
 Part = str | int | bytes
 Node = object  # a name for a master, only compared (``Transport.nodes_of``)
+Command = tuple[int, tuple[Any, ...]]  # (slot, command parts) of ``send_encoded_many``
 
 
 class _Replid:
@@ -64,6 +65,11 @@ class Transport(Protocol):
 
     def send_encoded(self, slot: int, *command: Part | Encoded | _Replid, write: bool) -> Any:
         """``send`` for a command with arguments already encoded (``Encoded``)."""
+        ...
+
+    def send_encoded_many(self, commands: list[Command], write: bool) -> list[Any]:
+        """``send_encoded`` of each ``(slot, command)``, in flight together where the
+        client can; each one's reply, or the exception it raised, in its place."""
         ...
 
     def node_of(self, slot: int) -> str:
@@ -102,16 +108,24 @@ class LeanTransport:
             return self._execute(slot, lambda replid: pack_encoded(*head, replid), write)  # type: ignore[arg-type]
         return self._execute(slot, pack_encoded(*command), write)  # type: ignore[arg-type]
 
+    def send_encoded_many(self, commands: list[Command], write: bool) -> list[Any]:
+        packed: list[tuple[int, bytes | PerNode, bool]] = []
+        for slot, command in commands:
+            if command[-1] is REPLID:
+                packed.append((slot, _with_replid(command[:-1]), write))
+            else:
+                packed.append((slot, pack_encoded(*command), write))
+        return [
+            _mapped(outcome) if isinstance(outcome, Exception) else outcome
+            for outcome in self.client.execute_many(packed)
+        ]
+
     def _execute(self, slot: int, packed: bytes | PerNode, write: bool) -> Any:
         """The lean client's call, its failures mapped to the transport's errors."""
         try:
             return self.client.execute(slot, packed, write)
-        except ConnectionLost as exc:
-            raise RedisUnavailable(str(exc)) from None
-        except CommandRefused as exc:
-            if str(exc).startswith("NOSCRIPT"):
-                raise ScriptMissing() from None
-            raise Refused(str(exc)) from None
+        except (ConnectionLost, CommandRefused) as exc:
+            raise _mapped(exc) from None
 
     def node_of(self, slot: int) -> str:
         try:
@@ -134,6 +148,31 @@ class LeanTransport:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _with_replid(head: tuple[Any, ...]) -> PerNode:
+    """``head`` packed with the replication id of the node it is sent to, last."""
+    return lambda replid: pack_encoded(*head, replid)
+
+
+def _mapped(exc: Exception) -> Exception:
+    """The transport's error for a lean client's failure."""
+    if isinstance(exc, ConnectionLost):
+        return RedisUnavailable(str(exc))
+    if str(exc).startswith("NOSCRIPT"):
+        return ScriptMissing()
+    return Refused(str(exc))
+
+
+def one_by_one(transport: Transport, commands: list[Command], write: bool) -> list[Any]:
+    """``send_encoded_many`` for a client that sends one command at a time."""
+    out: list[Any] = []
+    for slot, command in commands:
+        try:
+            out.append(transport.send_encoded(slot, *command, write=write))
+        except (RedisUnavailable, ScriptMissing) as exc:
+            out.append(exc)
+    return out
 
 
 class RedisPyTransport:
@@ -181,6 +220,9 @@ class RedisPyTransport:
             else:
                 parts.append(part)  # type: ignore[arg-type]
         return self.send(slot, *parts, write=write)
+
+    def send_encoded_many(self, commands: list[Command], write: bool) -> list[Any]:
+        return one_by_one(self, commands, write)
 
     def node_of(self, slot: int) -> str:
         if isinstance(self.client, RedisCluster):
@@ -248,6 +290,31 @@ class CounterRedis:
         ``service.api.batch``): the same EVALSHA, packed faster."""
         keys = (self._script_keys.get(script) or self._keys_of(script))[bucket]
         return self._eval(script, self._slots[bucket], keys, args, self.transport.send_encoded)
+
+    def run_encoded_many(
+        self, script: Script, calls: list[tuple[int, tuple[Any, ...]]]
+    ) -> list[Any]:
+        """``run_encoded`` of each ``(bucket, args)``, in flight together where the
+        client can (one per node: a batch's); each one's reply, or the RedisUnavailable
+        it met, in its place. A node without the script gets its source (EVAL)."""
+        per_bucket = self._script_keys.get(script) or self._keys_of(script)
+        slots = self._slots
+        commands: list[Command] = []
+        for bucket, args in calls:
+            keys = per_bucket[bucket]
+            commands.append((slots[bucket], ("EVALSHA", script.sha, len(keys), *keys, *args)))
+        send = self.transport.send_encoded
+        out = self.transport.send_encoded_many(commands, write=True)
+        for i, outcome in enumerate(out):
+            if isinstance(outcome, ScriptMissing):  # it did not run: send the source
+                slot, (_, _, *rest) = commands[i]
+                try:
+                    out[i] = send(slot, "EVAL", script.source, *rest, write=True)
+                except RedisUnavailable as exc:
+                    out[i] = exc
+                except ScriptMissing:  # not after EVAL: never, but never a value either
+                    out[i] = RedisUnavailable("NOSCRIPT after EVAL")
+        return out
 
     def _keys_of(self, script: Script) -> list[tuple[str, ...]]:
         """``script``'s KEYS for every bucket, built on its first call."""

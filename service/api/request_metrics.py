@@ -21,7 +21,7 @@ import falcon
 
 from service.api.metrics import BatchedHistogram, InFlight
 from service.api.pg import Database
-from service.api.redis_access import CounterRedis, Node, Part, Transport, _Replid
+from service.api.redis_access import Command, CounterRedis, Node, Part, Transport, _Replid
 from service.fastpath.resp import Encoded
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -82,6 +82,17 @@ class TimedTransport:
             return self.inner.send_encoded(slot, *command, write=write)
         finally:
             self.durations.observe(REDIS, perf_counter() - started)
+
+    def send_encoded_many(self, commands: list[Command], write: bool) -> list[Any]:
+        """Each command is timed from the first one's send to the last reply: they are
+        in flight together."""
+        started = perf_counter()
+        try:
+            return self.inner.send_encoded_many(commands, write)
+        finally:
+            elapsed = perf_counter() - started
+            for _ in commands:
+                self.durations.observe(REDIS, elapsed)
 
     def node_of(self, slot: int) -> str:
         return self.inner.node_of(slot)

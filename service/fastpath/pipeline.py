@@ -9,14 +9,14 @@ wake-up instead of one per request.
 
 Who does what (one ``_Pending`` per command, in ``_pending`` in send order)::
 
-    call() ──▶ queue command ──▶ reader role free? ──no──▶ park ──▶ woken:
+    submit() ──▶ queue command;  wait() ──▶ reader role free? ──no──▶ park ──▶ woken:
                                    │yes                           done → reply/error
                                    ▼                              read_next → reader
               connect if needed (through the loop, ≤ timeout)
                                    ▼
      reader: wait readable (≤ timeout) ─▶ recv ─▶ each reply to its owner, wake it
              ... until its own reply is in; then hands the role to the oldest
-             command still in flight (read_next + wake) or frees it.
+             command whose owner is parked here (read_next + wake) or frees it.
      failure (timeout, EOF, protocol error, any exception, a connect that fails):
              the connection is closed and every other command in flight is failed
              and woken exactly once; a wake that raises is logged, the rest go on.
@@ -24,6 +24,12 @@ Who does what (one ``_Pending`` per command, in ``_pending`` in send order)::
              has waited past the timeout with no progress, it shuts the socket down
              (the waiting reader wakes on EOF and fails everyone) and, if no reader
              is waiting, fails them itself. A parked request always wakes.
+
+``call`` is ``submit`` then ``wait``. A request may have commands in flight on
+several nodes at once (a batch's one per node: ``submit`` to each, then ``wait``
+for each in turn). A node wakes, or hands the reader role to, only an owner parked
+in its own ``wait``: a reply, or a failure, that comes for an owner busy elsewhere
+stays in its ``_Pending`` until that owner asks for it.
 
 After a connect failure, calls fail at once (unsent) for ``RETRY_AFTER`` seconds
 (the node is unreachable), then one tries again: a black-holed node costs each
@@ -82,7 +88,7 @@ class NotReplicated(ConnectionLost):
 class _Pending:
     """One command in flight and the request (greenlet) waiting for its reply."""
 
-    __slots__ = ("owner", "reply", "error", "done", "read_next", "woken", "held", "acked")
+    __slots__ = ("owner", "reply", "error", "done", "read_next", "woken", "held", "acked", "parked")
 
     def __init__(self, owner: Any, acked: bool = False) -> None:
         self.owner = owner
@@ -93,6 +99,7 @@ class _Pending:
         self.read_next = False  # woken to take over reading, not with a reply
         self.woken = False  # a wake was issued: never twice
         self.held: list[_Pending] | None = None  # a WAIT: the commands it acknowledges
+        self.parked = False  # its owner is parked in this node's ``wait`` for it
 
 
 class PipelinedNode:
@@ -134,6 +141,15 @@ class PipelinedNode:
         ``owner`` is the running request (``hooks.current()``): it parks here. With
         ``replica_ack``, a ``write``'s reply is given only once a replica has it.
         """
+        return self.wait(self.submit(packed, owner, write))
+
+    def submit(self, packed: bytes, owner: Any, write: bool = False) -> _Pending:
+        """Queue one command for the end of this loop turn; ``wait`` gives its reply.
+
+        A request may have commands in flight on several nodes at once (a batch's one
+        per node) and wait for them one after the other: only an owner parked in this
+        node's ``wait`` is ever woken or handed the reader role by this node.
+        """
         if self._sock is None and not self._reading and time.monotonic() < self._down_until:
             raise NotSent(f"{self._where}: unreachable, retrying after {RETRY_AFTER}s")
         mine = _Pending(owner, write and self._wait is not None)
@@ -145,15 +161,23 @@ class PipelinedNode:
         if not self._watch_due:
             self._watch_due = True
             self.hooks.call_later(1, self._watchdog)
-        if self._reading:
-            self.hooks.park()
-            if mine.done:
-                if mine.error is not None:
-                    raise mine.error
-                return mine.reply
-            if not mine.read_next:  # woken by something else: never guess
+        return mine
+
+    def wait(self, mine: _Pending) -> Any:
+        """The reply of ``mine`` (``submit``), parking its owner until it is in."""
+        if not mine.done and self._reading:
+            mine.parked = True
+            try:
+                self.hooks.park()
+            finally:
+                mine.parked = False
+            if not mine.done and not mine.read_next:  # woken by something else: never guess
                 self._fail(ConnectionLost(f"{self._where}: woken without a reply"), mine)
                 raise ConnectionLost(f"{self._where}: woken without a reply")
+        if mine.done:  # answered (or failed) while its owner was here or elsewhere
+            if mine.error is not None:
+                raise mine.error
+            return mine.reply
         self._reading = True
         if self._sock is None:
             self._connect(mine)
@@ -300,12 +324,18 @@ class PipelinedNode:
         return mine.reply
 
     def _next_reader(self) -> _Pending | None:
-        """The oldest request still waiting: a command in flight, or one held by a WAIT."""
+        """The oldest request parked here: a command in flight, or one held by a WAIT.
+
+        None if no owner is parked here (those of the commands in flight are busy on
+        other nodes): the next one to ``wait`` here takes the role.
+        """
         for p in self._pending:
             if p.held is None:
-                return p
+                if p.parked:
+                    return p
+                continue
             for q in p.held:
-                if not q.done:
+                if not q.done and q.parked:
                     return q
         return None
 
@@ -322,8 +352,9 @@ class PipelinedNode:
                 self._wake(p)
 
     def _wake(self, p: _Pending) -> None:
-        """Wake ``p``'s request once; a wake that fails must not stop the others."""
-        if p.woken:
+        """Wake ``p``'s request once if it is parked here (else it finds ``p`` done when
+        it comes to ``wait``); a wake that fails must not stop the others."""
+        if p.woken or not p.parked:
             return
         p.woken = True
         try:

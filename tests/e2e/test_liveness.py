@@ -33,17 +33,35 @@ from tests.helpers import owner_index
 KEY_HEADER = "requiems-api-key"
 
 
-def post(url: str, path: str, key: str, timeout: float = 15) -> tuple[int | None, Any, float]:
-    """One POST on a new connection: (status or None, body or error, seconds)."""
+def post(
+    url: str, path: str, key: str, timeout: float = 15, body: Any = None
+) -> tuple[int | None, Any, float]:
+    """One POST (of ``body`` as JSON, if given) on a new connection: (status or None,
+    body or error, seconds)."""
     host, port = url.removeprefix("http://").split(":")
     started = time.monotonic()
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
-        conn.request("POST", path, headers={KEY_HEADER: key})
+        data = None if body is None else json.dumps(body)
+        conn.request("POST", path, body=data, headers={KEY_HEADER: key})
         resp = conn.getresponse()
         return resp.status, json.loads(resp.read()), time.monotonic() - started
     except (OSError, http.client.HTTPException) as exc:
         return None, repr(exc), time.monotonic() - started
+    finally:
+        conn.close()
+
+
+def get_json(url: str, path: str, key: str) -> tuple[int | None, Any]:
+    """One GET with the key on a new connection: (status or None, body or error)."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", path, headers={KEY_HEADER: key})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    except (OSError, http.client.HTTPException) as exc:
+        return None, repr(exc)
     finally:
         conn.close()
 
@@ -312,6 +330,65 @@ def test_a_black_holed_redis_node_costs_only_its_own_requests(
         while not all(post(server.url, p, key)[0] == 200 for p in lost):  # recovery
             assert time.monotonic() < deadline, "the node's counters did not recover"
             time.sleep(0.5)
+    finally:
+        server.stop()
+
+
+def test_a_batch_across_a_black_holed_node_counts_on_the_others_and_fails_its_own(
+    tmp_path: Path, cluster: RedisCluster, pg_dsn: str, new_tenant: Any
+) -> None:
+    """A batch's calls to every master are in flight together: one master that does
+    not answer costs its own items (503 each, within the timeout's bound) and nothing
+    else; the others' items are counted exactly once, and the worker goes on."""
+    settings = Settings(pg_dsn=pg_dsn, redis_nodes=_parse_nodes(cluster.nodes_str))
+    server = start_service(tmp_path, settings, COUNTER_REDIS_TIMEOUT="1")
+    try:
+        tenant, key = new_tenant()
+        lost = [
+            p.rsplit("/", 1)[1] for p in paths_by_owner(cluster, settings, tenant, 0, 3, on=True)
+        ]
+        others = [
+            p.rsplit("/", 1)[1] for p in paths_by_owner(cluster, settings, tenant, 0, 9, on=False)
+        ]
+        items = [{"namespace": ns, "by": 1} for ns in lost + others]
+        status, body, _ = post(server.url, "/v1/misc/counters", key, body={"increments": items})
+        assert status == 200 and all("value" in r for r in body["data"]["results"]), body
+        answers: list[tuple[int | None, Any, float]] = []
+        with black_holed(cluster.pids[0], cluster.nodes[0][1]):
+            threads = [
+                threading.Thread(
+                    target=lambda: answers.append(
+                        post(server.url, "/v1/misc/counters", key, body={"increments": items})
+                    )
+                )
+                for _ in range(8)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            health = [get_status(server.url, "/healthz") for _ in range(5)]
+        assert len(answers) == 8 and {a[0] for a in answers} == {200}, answers
+        assert max(a[2] for a in answers) < 5.0  # each within the timeout's bound
+        for _, answer, _ in answers:
+            results = answer["data"]["results"]
+            assert [r["namespace"] for r in results] == lost + others
+            assert all(r["error"]["error"] == "unavailable" for r in results[: len(lost)])
+            assert all("value" in r for r in results[len(lost) :]), results
+        assert health == [200] * 5
+        deadline = time.monotonic() + 15
+        mine = {"increments": [{"namespace": ns} for ns in lost]}
+        while True:  # recovery (the lost node's counters only)
+            status, body, _ = post(server.url, "/v1/misc/counters", key, body=mine)
+            if status == 200 and all("value" in r for r in body["data"]["results"]):
+                break
+            assert time.monotonic() < deadline, "the node's counters did not recover"
+            time.sleep(0.5)
+        query = "&".join(f"namespace={ns}" for ns in others)
+        status, body = get_json(server.url, f"/v1/misc/counters?{query}", key)
+        assert status == 200, body
+        values = [r["value"] for r in body["data"]["results"]]
+        assert values == [1 + 8] * len(others), values  # the first batch and the eight
     finally:
         server.stop()
 

@@ -9,6 +9,7 @@ greenlets and exact orders are cheap, and the flushes can be counted.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -133,3 +134,86 @@ def test_a_node_that_cannot_be_reached_fails_fast_unsent_then_is_tried_again(
     (again,) = loop.run(command(pipe, "PING"))
     assert isinstance(again, NotSent) and "unreachable" not in str(again)  # tried again
     pipe.close()
+
+
+def test_requests_with_commands_on_two_nodes_at_once_each_get_every_reply(
+    node: tuple[tuple[str, int], redis.Redis],
+) -> None:
+    """A batch's way: submit to every node, then wait for each in turn. Two connections
+    stand for two nodes (the reader role is per connection). Half the requests wait on
+    one first, half on the other. x's replies are large, so they come in over many
+    reads and its reader role passes while other owners are parked on y or read it:
+    the role must pass only to an owner parked on x, or nobody reads x again."""
+    addr, r = node
+    big = b"v" * (256 << 10)
+    r.set("pipe:big", big)
+    r.delete("pipe:y")
+    loop = GreenLoop()
+    x, y = PipelinedNode(addr, 5, loop.hooks), PipelinedNode(addr, 5, loop.hooks)
+
+    def both(i: int) -> Callable[[], list[Any]]:
+        def task() -> list[Any]:
+            out = []
+            for _ in range(5):
+                px = x.submit(pack("GET", "pipe:big"), getcurrent())
+                py = y.submit(pack("INCR", "pipe:y"), getcurrent())
+                if i % 2:
+                    out += [x.wait(px), y.wait(py)]
+                else:
+                    got_y = y.wait(py)
+                    out += [x.wait(px), got_y]
+            return out
+
+        return task
+
+    started = time.monotonic()
+    runs = loop.run(*[both(i) for i in range(30)])
+    assert time.monotonic() - started < 5  # no reader role lost (the watchdog's 7 s)
+    assert all(isinstance(run, list) and len(run) == 10 for run in runs), runs
+    assert all(v == big for run in runs for v in run[0::2])
+    assert sorted(v for run in runs for v in run[1::2]) == list(range(1, 151))
+    assert int(r.get("pipe:y") or 0) == 150
+    r.delete("pipe:big")
+    x.close()
+    y.close()
+
+
+def test_a_silent_node_fails_its_own_commands_in_place_and_the_other_node_answers(
+    node: tuple[tuple[str, int], redis.Redis],
+) -> None:
+    """One node accepts connections and never answers: every request still ends, with
+    the live node's reply and a ConnectionLost for the silent one, whichever it waits
+    on first (a failure stored for an owner busy elsewhere, a parked one woken)."""
+    addr, r = node
+    r.delete("pipe:live")
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # connects complete in the kernel; nothing is ever read or sent
+    loop = GreenLoop()
+    live = PipelinedNode(addr, 5, loop.hooks)
+    dead = PipelinedNode(silent.getsockname(), 0.3, loop.hooks)
+
+    def both(i: int) -> Callable[[], tuple[Any, Any]]:
+        def task() -> tuple[Any, Any]:
+            p_live = live.submit(pack("INCR", "pipe:live"), getcurrent())
+            p_dead = dead.submit(pack("PING"), getcurrent())
+            results: dict[str, Any] = {}
+            for name, pipe, p in (("live", live, p_live), ("dead", dead, p_dead))[
+                :: 1 - 2 * (i % 2)
+            ]:
+                try:
+                    results[name] = pipe.wait(p)
+                except ConnectionLost as exc:
+                    results[name] = exc
+            return results["live"], results["dead"]
+
+        return task
+
+    started = time.monotonic()
+    runs = loop.run(*[both(i) for i in range(20)])
+    assert time.monotonic() - started < 5  # the silent node's timeout, not forever
+    assert sorted(run[0] for run in runs) == list(range(1, 21))
+    assert all(isinstance(run[1], ConnectionLost) for run in runs), runs
+    live.close()
+    dead.close()
+    silent.close()
