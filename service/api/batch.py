@@ -262,9 +262,10 @@ class Batches:
         or the RedisUnavailable (Refused: it did not run) it met.
 
         PERF: in flight together, a request parks about once, not once per node, and
-        each node gets the calls of more requests per read: worker CPU per increment
-        4.13-4.14 -> 3.35-3.50 µs and Redis 3.68 -> 3.18-3.33 µs at 100 items per
-        request (``benchmarks.batch_bench``, interleaved runs of a prototype).
+        each node gets the calls of more requests per read: 231,600 / 234,080 / 235,340
+        -> 255,590 / 261,470 / 258,140 increments/s at 100 items per request; workers
+        4.12-4.18 -> 3.56-3.67 µs, Redis 3.60-3.62 -> 3.23-3.34 µs of CPU per increment
+        (``python -m benchmarks.batch_bench --duration 12``, three interleaved rounds).
         """
         encoded = [self._encode(items, seeds, now_ms, idem, mode) for items, seeds in calls]
         replies = self.store.redis.run_encoded_many(
