@@ -20,8 +20,9 @@ Who does what (one ``_Pending`` per command, in ``_pending`` in send order)::
      failure (timeout, EOF, protocol error, any exception, a connect that fails):
              the connection is closed and every other command in flight is failed
              and woken exactly once; a wake that raises is logged, the rest go on.
-     watchdog (once a second while commands are in flight): if the oldest command
-             has waited past the timeout with no progress, it shuts the socket down
+     watchdog (once a second while commands are in flight and a request holds the
+             reader role): if the oldest command has waited past the timeout with no
+             progress, it shuts the socket down
              (the waiting reader wakes on EOF and fails everyone) and, if no reader
              is waiting, fails them itself. A parked request always wakes.
 
@@ -389,7 +390,14 @@ class PipelinedNode:
         oldest = self._pending[0]
         if oldest is not self._watch_oldest:
             self._watch_oldest, self._watch_ticks = oldest, 0
-        self._watch_ticks += 1
+        if not self._reading:
+            # Nobody holds the reader role, so nobody is parked here: the owners of the
+            # commands in flight are busy on other nodes (a batch waiting on a slow one),
+            # and the first to wait here reads, with a deadline of its own. Their replies
+            # may be in the socket already: failing them would only make them unknown.
+            self._watch_ticks = 0
+        else:
+            self._watch_ticks += 1
         limit = math.ceil(self.timeout) + 2  # the reader's own wait ends by then
         if self._watch_ticks > limit:
             lost = ConnectionLost(f"{self._where}: no reply within {self.timeout}s")

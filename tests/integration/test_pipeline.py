@@ -217,3 +217,35 @@ def test_a_silent_node_fails_its_own_commands_in_place_and_the_other_node_answer
     live.close()
     dead.close()
     silent.close()
+
+
+def test_replies_wait_for_an_owner_busy_on_a_slow_node_past_this_nodes_timeout(
+    node: tuple[tuple[str, int], redis.Redis],
+) -> None:
+    """A request waits on a silent node (6 s) before the live one (0.3 s timeout): the
+    live node's watchdog must not fail its command meanwhile, since nobody is parked
+    there and its reply is in the socket. It reads as a value, not an unknown outcome."""
+    addr, r = node
+    r.delete("pipe:later")
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    loop = GreenLoop()
+    live = PipelinedNode(addr, 0.3, loop.hooks)
+    slow = PipelinedNode(silent.getsockname(), 6, loop.hooks)
+
+    def task() -> tuple[Any, Any]:
+        p_live = live.submit(pack("INCR", "pipe:later"), getcurrent())
+        p_slow = slow.submit(pack("PING"), getcurrent())
+        try:
+            slow.wait(p_slow)
+        except ConnectionLost as exc:
+            lost = exc
+        return live.wait(p_live), lost
+
+    ((value, lost),) = loop.run(task)
+    assert value == 1 and isinstance(lost, ConnectionLost)
+    assert int(r.get("pipe:later") or 0) == 1
+    live.close()
+    slow.close()
+    silent.close()
