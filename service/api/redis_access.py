@@ -285,18 +285,13 @@ class CounterRedis:
         keys = per_bucket[bucket] + extra if extra else per_bucket[bucket]
         return self._eval(script, self._slots[bucket], keys, args)
 
-    def run_encoded(self, script: Script, bucket: int, *args: Part | Encoded | _Replid) -> Any:
-        """``run`` with arguments already encoded among ``args`` (a batch's, see
-        ``service.api.batch``): the same EVALSHA, packed faster."""
-        keys = (self._script_keys.get(script) or self._keys_of(script))[bucket]
-        return self._eval(script, self._slots[bucket], keys, args, self.transport.send_encoded)
-
     def run_encoded_many(
         self, script: Script, calls: list[tuple[int, tuple[Any, ...]]]
     ) -> list[Any]:
-        """``run_encoded`` of each ``(bucket, args)``, in flight together where the
-        client can (one per node: a batch's); each one's reply, or the RedisUnavailable
-        it met, in its place. A node without the script gets its source (EVAL)."""
+        """``run`` of each ``(bucket, args)``, args already encoded among them (``Encoded``,
+        a batch's: see ``service.api.batch``), in flight together where the client can
+        (one per node); each one's reply, or the RedisUnavailable it met, in its place.
+        A node without the script gets its source (EVAL), as in ``run``."""
         per_bucket = self._script_keys.get(script) or self._keys_of(script)
         slots = self._slots
         commands: list[Command] = []
