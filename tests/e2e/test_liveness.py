@@ -460,4 +460,4 @@ def test_a_black_holed_postgres_costs_only_the_requests_that_need_it(
     finally:
         if server is not None:
             server.stop()
-        pg.stop()
+        pg.cleanup()  # stops it and removes its data dir (pg.stop() left 47 MB per run)
