@@ -104,8 +104,7 @@ class LeanTransport:
 
     def send_encoded(self, slot: int, *command: Part | Encoded | _Replid, write: bool) -> Any:
         if command[-1] is REPLID:
-            head = command[:-1]
-            return self._execute(slot, lambda replid: pack_encoded(*head, replid), write)  # type: ignore[arg-type]
+            return self._execute(slot, _with_replid(command[:-1]), write)
         return self._execute(slot, pack_encoded(*command), write)  # type: ignore[arg-type]
 
     def send_encoded_many(self, commands: list[Command], write: bool) -> list[Any]:
@@ -298,13 +297,12 @@ class CounterRedis:
         for bucket, args in calls:
             keys = per_bucket[bucket]
             commands.append((slots[bucket], ("EVALSHA", script.sha, len(keys), *keys, *args)))
-        send = self.transport.send_encoded
         out = self.transport.send_encoded_many(commands, write=True)
         for i, outcome in enumerate(out):
             if isinstance(outcome, ScriptMissing):  # it did not run: send the source
-                slot, (_, _, *rest) = commands[i]
+                slot, (_, _, *rest) = commands[i]  # rest: the key count, keys, args
                 try:
-                    out[i] = send(slot, "EVAL", script.source, *rest, write=True)
+                    out[i] = self._eval_source(script, slot, rest, self.transport.send_encoded)
                 except RedisUnavailable as exc:
                     out[i] = exc
                 except ScriptMissing:  # not after EVAL: never, but never a value either
@@ -337,9 +335,14 @@ class CounterRedis:
         try:
             return send(slot, "EVALSHA", script.sha, len(keys), *keys, *args, write=True)
         except ScriptMissing:
-            # EVAL runs the script and caches it on whichever node the command lands on
-            # after redirections (SCRIPT LOAD by slot would miss an ASK target).
-            return send(slot, "EVAL", script.source, len(keys), *keys, *args, write=True)
+            return self._eval_source(script, slot, [len(keys), *keys, *args], send)
+
+    @staticmethod
+    def _eval_source(script: Script, slot: int, rest: list[Any], send: Callable[..., Any]) -> Any:
+        """EVAL with ``rest`` (the key count, the keys, the args): it runs the script and
+        caches it on whichever node the command lands on after redirections (SCRIPT LOAD
+        by slot would miss an ASK target)."""
+        return send(slot, "EVAL", script.source, *rest, write=True)
 
     def call(self, bucket: int, *command: Part) -> Any:
         """Send ``command`` (naming keys of ``bucket``) to the master of its slot."""

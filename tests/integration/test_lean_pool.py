@@ -35,3 +35,33 @@ def test_a_lost_connection_drops_the_nodes_idle_ones(cluster_settings: Settings)
     # The other three dead connections went with it: the next call works.
     assert client.execute(SLOT, pack("PING")) == b"PONG"
     client.close()
+
+
+def test_a_batch_of_calls_to_every_master_leaves_in_one_loop_turn(
+    cluster_settings: Settings,
+) -> None:
+    """``execute_many`` in a request: one call per master, every one queued before the
+    request first waits for a reply (called one after another, one would be)."""
+    from tests.greenloop import GreenLoop
+
+    loop = GreenLoop()
+    queued_at_first_wait: list[int] = []
+    wait_readable = loop.wait_readable
+
+    def noting_wait(fd: int, timeout: float) -> None:
+        queued_at_first_wait.append(loop.flushes)
+        wait_readable(fd, timeout)
+
+    loop.wait_readable = noting_wait  # type: ignore[method-assign]
+    client = LeanRedis(cluster_settings.redis_nodes, cluster=True, timeout=5, hooks=loop.hooks)
+    table = client.refresh_slots()
+    slots = [next(s for s, a in enumerate(table) if a == addr) for addr in sorted(set(table))]
+    assert len(slots) == 3
+    calls = [(slot, pack("PING"), False) for slot in slots]
+    loop.run(lambda: client.execute_many(calls))  # connects to every master
+    queued_at_first_wait.clear()
+    before = loop.flushes
+    (replies,) = loop.run(lambda: client.execute_many(calls))
+    assert replies == [b"PONG"] * 3
+    assert queued_at_first_wait[0] - before == 3
+    client.close()
