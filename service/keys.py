@@ -49,20 +49,17 @@ def bucket_of(tenant: str, namespace: str, n_buckets: int) -> int:
     return bucket_of_member(member(tenant, namespace), n_buckets)
 
 
+DIGEST = xxhash.xxh64_intdigest  # of a UTF-8 member name: its bucket is this modulo the count
+
+
 def bucket_of_member(field: str, n_buckets: int) -> int:
     """``bucket_of`` for a member name already built (the hot path builds it once)."""
-    return xxhash.xxh64_intdigest(field.encode()) % n_buckets
+    return DIGEST(field.encode()) % n_buckets
 
 
-def members(tenant: str, namespaces: list[str]) -> list[str]:
-    """``member`` of many namespaces of one tenant (a batch's)."""
-    return [f"{tenant}/{namespace}" for namespace in namespaces]
-
-
-def buckets_of_members(encoded: list[bytes], n_buckets: int) -> list[int]:
-    """``bucket_of_member`` of many members, given UTF-8 encoded (a batch sends them so)."""
-    digest = xxhash.xxh64_intdigest
-    return [digest(field) % n_buckets for field in encoded]
+def member_prefix(tenant: str) -> str:
+    """What every ``member`` of ``tenant`` starts with (a batch adds each namespace)."""
+    return f"{tenant}/"
 
 
 class BucketKeys(NamedTuple):

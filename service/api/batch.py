@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
@@ -50,20 +49,38 @@ APPLY, CHECK = "apply", "check"  # incr_many.lua's modes
 Result = dict[str, Any]  # {"namespace": ns, "value": v} or {"namespace": ns, "error": {...}}
 
 
-@dataclass(slots=True)
 class Item:
-    """One increment of a batch; ``result`` is filled in when it is decided."""
+    """One increment of a batch; ``result`` is filled in when it is decided.
 
-    index: int
-    namespace: str
-    by: int
-    member: str = ""
-    bucket: int = 0
-    record: str = ""  # its idempotency record's key, "" without a key
-    result: Result | None = None
-    total: int = 0  # what is sent: ``by`` plus the ``by`` of the items in ``later``
-    wire: bytes = b""  # the member as incr_many.lua's ARGV (RESP)
-    later: list[Item] | None = None  # later items of the same counter, sent with this one
+    ``member``, ``bucket`` and ``wire`` are set when the batch is sent (``increment``,
+    ``get``). PERF: a class with ``__slots__`` and an ``__init__`` of its own, not a
+    dataclass: it sets no defaults it need not, 0.31 -> 0.15 µs per item.
+    """
+
+    __slots__ = (
+        "index",
+        "namespace",
+        "by",
+        "member",
+        "bucket",
+        "record",
+        "result",
+        "total",
+        "wire",
+        "later",
+    )
+
+    def __init__(self, index: int, namespace: str, by: int) -> None:
+        self.index = index
+        self.namespace = namespace
+        self.by = by
+        self.total = by  # what is sent: ``by`` plus the ``by`` of the items in ``later``
+        self.record = ""  # its idempotency record's key, "" without a key
+        self.result: Result | None = None
+        self.later: list[Item] | None = None  # items of the same counter, sent with it
+        self.member: str
+        self.bucket: int
+        self.wire: bytes  # the member as incr_many.lua's ARGV (RESP)
 
 
 # An incr_many.lua call's items in its order and their values, or what it met instead.
@@ -140,16 +157,18 @@ class Batches:
 
     def __init__(self, store: CounterStore) -> None:
         self.store = store
-        self._keys: list[bytes] | None = None
+        self._keys: tuple[list[bytes], list[bytes]] | None = None
 
     @property
-    def _bucket_keys(self) -> list[bytes]:
-        """incr_many.lua's per-bucket keys (v, d, l) as its ARGVs, encoded once."""
+    def _bucket_keys(self) -> tuple[list[bytes], list[bytes]]:
+        """incr_many.lua's per-bucket ARGVs, encoded once: each bucket's keys (v, d, l),
+        and the same followed by the count 1 (a bucket of one item: the common case)."""
         if self._keys is None:
-            self._keys = [
+            names = [
                 b"".join(bulk(name.encode()) for name in (k.values, k.dirty, k.lineage))
                 for k in self.store.redis.keys
             ]
+            self._keys = (names, [name + _INTS[1] for name in names])
         return self._keys
 
     def increment(self, tenant: str, items: list[Item], idem: Idempotency | None = None) -> None:
@@ -162,15 +181,18 @@ class Batches:
         applied at most once; a key used for another batch is a 422 (IdempotencyConflict)
         found by a read-only pass over every node before anything is applied.
         """
-        names = keys.members(tenant, [item.namespace for item in items])
-        encoded = [name.encode() for name in names]
-        buckets = keys.buckets_of_members(encoded, self.store.n_buckets)
+        prefix, n_buckets, digest = keys.member_prefix(tenant), self.store.n_buckets, keys.DIGEST
         sent: list[Item] = []
+        buckets: list[int] = []
         first: dict[str, Item] = {}
-        for item, member, raw, bucket in zip(items, names, encoded, buckets, strict=True):
-            item.member, item.bucket, item.total = member, bucket, item.by
+        for item in items:
+            ns = item.namespace
+            item.member = member = prefix + ns
+            raw = member.encode()
+            item.bucket = digest(raw) % n_buckets  # PERF: keys.bucket_of_encoded inline
+            item.wire = b"$%d\r\n%b\r\n" % (len(raw), raw)
             if idem is None:
-                earlier = first.setdefault(member, item)
+                earlier = first.setdefault(ns, item)
                 if earlier is not item:
                     earlier.total += item.by
                     if earlier.later is None:
@@ -179,11 +201,11 @@ class Batches:
                         earlier.later.append(item)
                     continue
             else:
-                item.record = keys.idempotency_record(bucket, tenant, idem.digest, item.index)
-            item.wire = b"$%d\r\n%b\r\n" % (len(raw), raw)
+                item.record = keys.idempotency_record(item.bucket, tenant, idem.digest, item.index)
             sent.append(item)
+            buckets.append(item.bucket)
         now_ms = int(time.time() * 1000)
-        groups = list(self._per_node(sent))
+        groups = list(self._per_node(sent, buckets))
         if idem is not None:
             self._check(groups, idem, now_ms)
         outcomes = self._run_incr_many([(group, {}) for group in groups], now_ms, idem, APPLY)
@@ -290,27 +312,31 @@ class Batches:
         worker: ``pack`` cost ~1 µs per item. A bucket is its keys v, d, l and a count.
         """
         order = sorted(items, key=_BUCKET)  # stable: a counter's items stay in order
-        bucket_keys, ints = self._bucket_keys, _INTS
+        bucket_keys, with_one = self._bucket_keys
+        ints = _INTS
         chunks: list[bytes] = []
         bucket, at, n, buckets = -1, 0, 0, 0
         for item in order:
-            if item.bucket != bucket:  # a bucket's keys, then its number of items
-                if n:
-                    chunks[at] = _bulk_int(n)
-                bucket, n, buckets = item.bucket, 0, buckets + 1
-                chunks.append(bucket_keys[bucket])
-                at = len(chunks)
-                chunks.append(b"")
-            n += 1
-            chunks.append(item.wire)
-            total = item.total  # PERF: _bulk_int inline
-            chunks.append(ints[total] if total < 1024 else _bulk_int(total))
+            total = item.total
+            if item.bucket != bucket:  # a bucket's keys and its count (1 until another)
+                if n > 1:
+                    chunks[at] = bucket_keys[bucket] + _bulk_int(n)
+                bucket, n, at, buckets = item.bucket, 1, len(chunks), buckets + 1
+                chunks += (
+                    with_one[bucket],
+                    item.wire,
+                    ints[total] if total < 1024 else _bulk_int(total),
+                )
+            else:
+                n += 1
+                chunks += (item.wire, ints[total] if total < 1024 else _bulk_int(total))
             if seeds:  # the call after hydration: every item has its seed
                 epoch, seed = seeds[item.member]
                 chunks += (_bulk_int(seed), _bulk_int(epoch))
             if idem is not None:
                 chunks.append(bulk(item.record.encode()))
-        chunks[at] = _bulk_int(n)
+        if n > 1:
+            chunks[at] = bucket_keys[bucket] + _bulk_int(n)
         per_item = 2 + (2 if seeds else 0) + (idem is not None)
         count = 4 * buckets + per_item * len(order)
         fingerprint = "" if idem is None else idem.fingerprint
@@ -380,21 +406,25 @@ class Batches:
             return item_error(item.namespace, 503, exc.message)
         return {"namespace": item.namespace, "value": value}
 
-    def _per_node(self, items: list[Item]) -> Iterable[list[Item]]:
-        """Items grouped by the node serving their bucket; a bucket no node serves (or
-        a map that cannot be had) fails nothing here: its group's call then fails or is
-        refused on its own."""
+    def _per_node(
+        self, items: list[Item], buckets: list[int] | None = None
+    ) -> Iterable[list[Item]]:
+        """Items grouped by the node serving their bucket (``buckets``: theirs, in order,
+        if the caller has them); a bucket no node serves (or a map that cannot be had)
+        fails nothing here: its group's call then fails or is refused on its own."""
         try:
-            nodes = self.store.redis.nodes_of([item.bucket for item in items])
+            nodes = self.store.redis.nodes_of(buckets or [item.bucket for item in items])
         except RedisUnavailable:
             nodes = [None] * len(items)
         groups: dict[object, list[Item]] = {}
         for item, node in zip(items, nodes, strict=True):
-            group = groups.get(node if node is not None else f"bucket {item.bucket}")
-            if group is None:
-                groups[node if node is not None else f"bucket {item.bucket}"] = [item]
-            else:
+            group = groups.get(node)  # never None's: a bucket no node serves is alone
+            if group is not None:
                 group.append(item)
+            elif node is not None:
+                groups[node] = [item]
+            else:
+                groups.setdefault(f"bucket {item.bucket}", []).append(item)
         return groups.values()
 
 

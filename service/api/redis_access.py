@@ -135,7 +135,7 @@ class LeanTransport:
 
     def nodes_of(self, slots: list[int]) -> list[Node]:
         try:
-            return list(self.client.nodes_for(slots))
+            return self.client.nodes_for(slots)  # type: ignore[return-value]
         except ConnectionLost as exc:
             raise RedisUnavailable(str(exc)) from None
 

@@ -36,6 +36,15 @@ def test_the_hot_paths_member_hash_is_the_same_bucket() -> None:
     assert bucket_of_member(member("acme", "page-views"), 4096) == 2961
 
 
+def test_a_batchs_member_and_bucket_are_the_single_paths() -> None:
+    # service/api/batch.py builds members from the prefix and hashes them with DIGEST.
+    from service.keys import DIGEST, member_prefix
+
+    name = member_prefix("acme") + "page-views"
+    assert name == member("acme", "page-views")
+    assert DIGEST(name.encode()) % 4096 == bucket_of("acme", "page-views", 4096) == 2961
+
+
 def test_each_script_takes_the_bucket_keys_in_the_order_its_header_names() -> None:
     from service import scripts
 
