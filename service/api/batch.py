@@ -52,9 +52,9 @@ Result = dict[str, Any]  # {"namespace": ns, "value": v} or {"namespace": ns, "e
 class Item:
     """One increment of a batch; ``result`` is filled in when it is decided.
 
-    ``member``, ``bucket`` and ``wire`` are set when the batch is sent (``increment``,
-    ``get``). PERF: a class with ``__slots__`` and an ``__init__`` of its own, not a
-    dataclass: it sets no defaults it need not, 0.31 -> 0.15 µs per item.
+    ``member`` and ``bucket`` are set when the batch is sent (``increment``, ``get``),
+    ``wire`` by ``increment``. PERF: a class with ``__slots__`` and an ``__init__`` of its
+    own, not a dataclass: it sets no defaults it need not, 0.31 -> 0.15 µs per item.
     """
 
     __slots__ = (
@@ -189,7 +189,7 @@ class Batches:
             ns = item.namespace
             item.member = member = prefix + ns
             raw = member.encode()
-            item.bucket = digest(raw) % n_buckets  # PERF: keys.bucket_of_encoded inline
+            item.bucket = digest(raw) % n_buckets  # PERF: keys.bucket_of_member inline
             item.wire = b"$%d\r\n%b\r\n" % (len(raw), raw)
             if idem is None:
                 earlier = first.setdefault(ns, item)
