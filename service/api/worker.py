@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import signal
 import socket
 import sys
 from collections.abc import Callable, Iterable
@@ -113,6 +114,35 @@ class CounterWorker(MeinheldWorker):  # type: ignore[misc]
         # and hand meinheld an object with the signature it calls.
         Logger.error = _GUNICORN_ERROR
         server.set_error_logger(_MeinheldErrors(self.log))
+        self.looping = False  # meinheld's loop runs: it has taken SIGTERM and SIGINT over
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """SIGTERM while gunicorn's handler is in place: before meinheld's loop runs.
+
+        meinheld's handler raises SystemExit wherever the worker is. During its boot
+        that may be inside an import, where Python turns it into another error (a
+        ``__set_name__`` wraps it in RuntimeError): gunicorn then saw a worker that
+        failed to boot, and the master halted with status 1 on a plain stop. Before
+        the loop runs nothing has been served: exit 0 at once. A signal that came just
+        before the loop took over is handled in it: the worker drains, as the loop would.
+        """
+        self._stop_signal("SIGTERM")
+        if hasattr(server, "_drain"):  # our build (``deploy/build_meinheld.py``)
+            server._drain()
+        else:
+            server.stop()
+
+    def handle_quit(self, sig: int, frame: Any) -> None:
+        """SIGQUIT or SIGINT (a quick stop) before the loop: exit 0 at once, as above;
+        meinheld's handler only asked a loop that had not started to stop."""
+        self._stop_signal("SIGQUIT" if sig == signal.SIGQUIT else "SIGINT")
+        server.stop(int(self.timeout))
+
+    def _stop_signal(self, name: str) -> None:
+        """End a worker that is still booting: exit 0 now, from the signal handler."""
+        if not self.looping:
+            self.log.info("worker %d stopped by %s while booting", os.getpid(), name)
+            os._exit(0)
 
     def run(self) -> None:
         """``MeinheldWorker.run`` with the fd budget of ``fd_budget`` and a graceful drain."""
@@ -137,6 +167,7 @@ class CounterWorker(MeinheldWorker):  # type: ignore[misc]
                 app = Recycle(app, self.max_requests, server._drain)
         server.set_fastwatchdog(self.tmp.fileno(), self.ppid, int(self.timeout))
         server.set_listen_socket([s.fileno() for s in self.sockets])
+        self.looping = True  # a stop signal from here on drains (``handle_exit``)
         try:
             server.run(app)
         except KeyboardInterrupt:

@@ -16,6 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from devstack import free_port
 from service.keys import INVALID_NAMESPACE
 from service.settings import Settings
 from tests.builders import NewTenant
@@ -69,6 +70,37 @@ def test_sigterm_shuts_down_gracefully(settings: Settings, tmp_path: Path) -> No
     server.wait_ready()
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(30) == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT])
+def test_a_stop_while_a_worker_boots_exits_0_at_once(tmp_path: Path, sig: int) -> None:
+    """The worker is inside an import (``__set_name__``, see slow_boot_app) when the master
+    passes the stop on: it must exit 0 at once, not look like a worker that failed to boot
+    (the master then exited 1: a clean-clone CI run met it) nor boot on and serve."""
+    log = tmp_path / "g.log"
+    worker = "service.api.worker.CounterWorker"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-k", worker, "-w", "1", "-b", f"127.0.0.1:{free_port()}"]
+            + ["--no-control-socket", "tests.e2e.slow_boot_app:app"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 20
+    while "Booting worker" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # well inside the worker's import (5 s)
+    start = time.monotonic()
+    proc.send_signal(sig)
+    try:
+        status = proc.wait(30)
+    finally:
+        proc.kill()
+    text = log.read_text()
+    assert status == 0, text[-3000:]
+    assert time.monotonic() - start < 3, text[-3000:]  # not after the boot's 5 s
+    assert "stopped by" in text and "while booting" in text, text[-3000:]
+    assert "failed to boot" not in text and "Exception in worker" not in text
 
 
 def refused_start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
