@@ -183,7 +183,6 @@ class Batches:
         """
         prefix, n_buckets, digest = keys.member_prefix(tenant), self.store.n_buckets, keys.DIGEST
         sent: list[Item] = []
-        buckets: list[int] = []
         first: dict[str, Item] = {}
         for item in items:
             ns = item.namespace
@@ -203,9 +202,8 @@ class Batches:
             else:
                 item.record = keys.idempotency_record(item.bucket, tenant, idem.digest, item.index)
             sent.append(item)
-            buckets.append(item.bucket)
         now_ms = int(time.time() * 1000)
-        groups = list(self._per_node(sent, buckets))
+        groups = list(self._per_node(sent))
         if idem is not None:
             self._check(groups, idem, now_ms)
         outcomes = self._run_incr_many([(group, {}) for group in groups], now_ms, idem, APPLY)
@@ -406,14 +404,12 @@ class Batches:
             return item_error(item.namespace, 503, exc.message)
         return {"namespace": item.namespace, "value": value}
 
-    def _per_node(
-        self, items: list[Item], buckets: list[int] | None = None
-    ) -> Iterable[list[Item]]:
-        """Items grouped by the node serving their bucket (``buckets``: theirs, in order,
-        if the caller has them); a bucket no node serves (or a map that cannot be had)
-        fails nothing here: its group's call then fails or is refused on its own."""
+    def _per_node(self, items: list[Item]) -> Iterable[list[Item]]:
+        """Items grouped by the node serving their bucket; a bucket no node serves (or
+        a map that cannot be had) fails nothing here: its group's call then fails or is
+        refused on its own."""
         try:
-            nodes = self.store.redis.nodes_of(buckets or [item.bucket for item in items])
+            nodes = self.store.redis.nodes_of([item.bucket for item in items])
         except RedisUnavailable:
             nodes = [None] * len(items)
         groups: dict[object, list[Item]] = {}

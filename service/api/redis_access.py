@@ -135,7 +135,7 @@ class LeanTransport:
 
     def nodes_of(self, slots: list[int]) -> list[Node]:
         try:
-            return self.client.nodes_for(slots)  # type: ignore[return-value]
+            return list(self.client.nodes_for(slots))
         except ConnectionLost as exc:
             raise RedisUnavailable(str(exc)) from None
 
