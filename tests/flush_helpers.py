@@ -9,6 +9,7 @@ import psycopg
 from prometheus_client import REGISTRY
 
 from service import keys
+from service.flusher import lineage
 from service.flusher.flusher import Flusher
 from service.scripts import INCR
 from service.settings import Settings
@@ -75,6 +76,23 @@ def pg_states(dsn: str, tenant: str) -> dict[str, State]:
             "SELECT namespace, epoch, value FROM counters WHERE tenant = %s", (tenant,)
         ).fetchall()
     return {ns: (epoch, value) for ns, epoch, value in rows}
+
+
+def in_open_lineages(r: Any, n_buckets: int, tenant: str, namespaces: list[str]) -> set[str]:
+    """The namespaces whose bucket's lineage is open: a node began it over values it
+    already held (earlier tests reshard and promote on these servers, and the first
+    increment after that opens it). A pass settles such a bucket and writes its
+    counters on the next pass (service/flusher/lineage.py)."""
+    found = set()
+    for node, names in per_node(r, n_buckets, tenant, namespaces).items():
+        pipe = node.pipeline(transaction=False)
+        for ns in names:
+            pipe.get(keys.bucket_keys(keys.bucket_of(tenant, ns, n_buckets)).lineage)
+        for ns, raw in zip(names, pipe.execute(), strict=True):
+            text = raw.decode() if isinstance(raw, bytes) else (raw or "")
+            if lineage.parse(text)[1] == "o":
+                found.add(ns)
+    return found
 
 
 def metric(name: str, **labels: str) -> float:
